@@ -1,0 +1,3 @@
+from model_deployment_app.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,46 @@
+"""The `mda` command: `serve` runs the model server; the chart commands live in `deploy/`."""
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from model_deployment_app import __version__
+from model_deployment_app.errors import StartupError, UserError
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from model_deployment_app.server import serve
+
+    serve()
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="mda", description="Serve scikit-learn and PyTorch models; one Helm chart per model."
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    serve = commands.add_parser(
+        "serve",
+        help="start the model server",
+        description="Start the model server. Config from MDA_CONFIG_PATH, port from PORT; "
+        "see the README for every MDA_* setting.",
+    )
+    serve.set_defaults(handler=_serve)
+
+    from model_deployment_app.deploy.commands import add_commands
+
+    add_commands(commands)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.handler(args))
+    except (StartupError, UserError) as error:
+        print(f"mda: error: {error}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130

@@ -1,0 +1,87 @@
+"""The model configuration: the ConfigMap's `config.yaml` (CONTRACT section 2).
+
+One pydantic model, camelCase keys, unknown keys refused, so a typo is named at start-up.
+"""
+
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from model_deployment_app.errors import StartupError
+
+Sha256 = Annotated[str, Field(pattern=r"^[0-9a-fA-F]{64}$")]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+class GcsSource(_Strict):
+    """The artifact is the object `blobDir` in bucket `bucketName` of project `projectName`."""
+
+    method: Literal["GCS"]
+    project_name: str = Field(alias="projectName", min_length=1)
+    bucket_name: str = Field(alias="bucketName", min_length=1)
+    blob_dir: str = Field(alias="blobDir", min_length=1)
+    sha256: Sha256 | None = None
+
+
+class LocalSource(_Strict):
+    """The artifact is a file on the pod's filesystem (a volume, or baked in for demos)."""
+
+    method: Literal["LOCAL"]
+    path: str = Field(min_length=1)
+    sha256: Sha256 | None = None
+
+
+ModelSource = Annotated[GcsSource | LocalSource, Field(discriminator="method")]
+
+
+class ModelConfig(_Strict):
+    """What to serve and how: the whole of `config.yaml`."""
+
+    name: str = Field(default="model", pattern=r"^[a-z0-9]([a-z0-9._-]{0,61}[a-z0-9])?$")
+    model_type: Literal["pkl", "joblib", "skops"] = Field(alias="modelType")
+    job: Literal["classification", "regression"]
+    model: ModelSource
+    input_size: int = Field(alias="inputSize", gt=0, le=1_000_000)
+
+
+def _describe(error: ValidationError) -> str:
+    """One line naming every offending key, e.g. `model.bucketName: Field required`."""
+    parts = []
+    for item in error.errors():
+        # Drop the discriminator tag pydantic inserts into union locations.
+        loc = [str(p) for p in item["loc"] if p not in ("GCS", "LOCAL")]
+        key = ".".join(loc) or "config"
+        message = item["msg"]
+        if item["type"] == "extra_forbidden":
+            message = "unknown key"
+        parts.append(f"{key}: {message}")
+    return "; ".join(parts)
+
+
+def parse_config(data: Any, source: str = "config") -> ModelConfig:
+    """Validate an already-parsed document; raise StartupError with one line on failure."""
+    if not isinstance(data, dict):
+        raise StartupError(f"{source}: expected a mapping of keys, got {type(data).__name__}")
+    try:
+        return ModelConfig.model_validate(data)
+    except ValidationError as error:
+        raise StartupError(f"{source}: {_describe(error)}") from None
+
+
+def load_config(path: str | Path) -> ModelConfig:
+    """Read and validate `config.yaml`."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as error:
+        raise StartupError(f"cannot read config {path}: {error.strerror}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        raise StartupError(f"config {path} is not valid YAML: {error}".replace("\n", " ")) from None
+    return parse_config(data, source=f"config {path}")

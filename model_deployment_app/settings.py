@@ -1,0 +1,70 @@
+"""Server settings from the environment (`MDA_*`, and `PORT`), one class per concern.
+
+The README's settings table lists these with their defaults; keep the two in step.
+"""
+
+from pydantic import AliasChoices, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class _Env(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="MDA_", extra="ignore", frozen=True)
+
+
+class ServerSettings(_Env):
+    port: int = Field(
+        default=8080, ge=1, le=65535, validation_alias=AliasChoices("PORT", "MDA_PORT")
+    )
+    """TCP port to listen on."""
+    host: str = "0.0.0.0"
+    """Address to bind; 0.0.0.0 in a pod, 127.0.0.1 for local runs."""
+    config_path: str = "/etc/config/config.yaml"
+    """The model configuration (the mounted ConfigMap)."""
+    workers: int = Field(default=1, ge=1, le=64)
+    """Worker processes; the model is loaded once, before they fork."""
+    download_dir: str | None = None
+    """Where GCS artifacts are downloaded (default: a temporary directory)."""
+    max_body_bytes: int = Field(default=16 * 1024 * 1024, ge=1024)
+    """Largest request body accepted; larger is 413."""
+    max_rows: int = Field(default=10_000, ge=1)
+    """Most rows in one request; more is 413."""
+    log_level: str = "info"
+    """uvicorn log level."""
+    access_log: bool = False
+    """Log every request (off by default: it costs throughput)."""
+
+
+class CacheSettings(_Env):
+    cache_enabled: bool = True
+    """Cache predictions per row, keyed by the artifact's sha256 and the row's bytes."""
+    redis_url: str | None = None
+    """Use Redis (shared by all replicas) instead of the in-process cache, e.g. redis://redis:6379/0."""
+    cache_ttl_seconds: float = Field(default=3600.0, gt=0)
+    """How long a cached prediction lives."""
+    cache_max_entries: int = Field(default=100_000, ge=1)
+    """Rows kept by the in-process LRU cache (per worker)."""
+    redis_timeout_ms: float = Field(default=50.0, gt=0)
+    """Socket timeout for Redis; past it the request is served without the cache."""
+    redis_retry_seconds: float = Field(default=2.0, gt=0)
+    """After a Redis failure, how long to serve without it before trying again."""
+
+
+class BatchingSettings(_Env):
+    max_batch_size: int = Field(default=256, ge=1)
+    """Most rows merged into one model call."""
+    max_batch_delay_ms: float = Field(default=0.0, ge=0)
+    """How long a batch may wait for more rows; 0 merges only what is already queued."""
+
+
+class Settings:
+    """All settings, read from the environment once at start-up."""
+
+    def __init__(
+        self,
+        server: ServerSettings | None = None,
+        cache: CacheSettings | None = None,
+        batching: BatchingSettings | None = None,
+    ) -> None:
+        self.server = server or ServerSettings()
+        self.cache = cache or CacheSettings()
+        self.batching = batching or BatchingSettings()
