@@ -28,6 +28,8 @@ class ServerSettings(_Env):
     """Largest request body accepted; larger is 413."""
     max_rows: int = Field(default=10_000, ge=1)
     """Most rows in one request; more is 413."""
+    skops_trusted_types: str = ""
+    """Comma-separated extra types an operator vouches for when loading skops artifacts."""
     log_level: str = "info"
     """uvicorn log level."""
     access_log: bool = False

@@ -1,0 +1,3 @@
+from model_deployment_app.api.app import create_app
+
+__all__ = ["create_app"]

@@ -1,0 +1,83 @@
+"""The app factory. Nothing happens at import; `create_app` builds a self-contained app."""
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from starlette.responses import Response
+
+from model_deployment_app import __version__
+from model_deployment_app.api.errors import install_error_handlers
+from model_deployment_app.api.middleware import MetricsMiddleware
+from model_deployment_app.api.rest import rest_router
+from model_deployment_app.api.v2 import v2_router
+from model_deployment_app.cache import build_cache
+from model_deployment_app.errors import StartupError
+from model_deployment_app.handler import DataPlane
+from model_deployment_app.metrics import Metrics
+from model_deployment_app.predictor import LoadedModel
+from model_deployment_app.settings import Settings
+
+log = logging.getLogger(__name__)
+
+ModelLoader = Callable[[], LoadedModel]
+LoadFailureHook = Callable[[StartupError], None]
+
+
+def create_app(
+    settings: Settings | None = None,
+    *,
+    model: LoadedModel | None = None,
+    loader: ModelLoader | None = None,
+    on_load_failure: LoadFailureHook | None = None,
+) -> FastAPI:
+    """Serve `model`, or the one `loader` returns (loaded in the background at start-up:
+    until it is in, readiness and predictions answer 503)."""
+    settings = settings or Settings()
+    metrics = Metrics()
+    plane = DataPlane(settings, metrics, build_cache(settings.cache))
+    if model is not None:
+        plane.set_model(model)
+
+    async def load_in_background(load: ModelLoader) -> None:
+        try:
+            plane.set_model(await asyncio.to_thread(load))
+        except StartupError as error:
+            plane.load_error = f"the model cannot be served: {error}"
+            if on_load_failure is not None:
+                on_load_failure(error)
+            else:
+                log.error("%s", plane.load_error)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        task = None
+        if plane.model is None and loader is not None:
+            task = asyncio.create_task(load_in_background(loader))
+        try:
+            yield
+        finally:
+            if task is not None:
+                task.cancel()
+            await plane.close()
+
+    app = FastAPI(
+        title="model_deployment_app",
+        version=__version__,
+        description="Predictions from one scikit-learn or PyTorch model, on a plain REST API "
+        "and on the Open Inference Protocol (V2).",
+        lifespan=lifespan,
+    )
+    app.state.plane = plane
+    install_error_handlers(app)
+    app.include_router(rest_router(plane))
+    app.include_router(v2_router(plane))
+
+    @app.get("/metrics", include_in_schema=False)
+    async def prometheus_metrics() -> Response:
+        return Response(metrics.render(), media_type=metrics.content_type)
+
+    app.add_middleware(MetricsMiddleware, metrics=metrics)
+    return app

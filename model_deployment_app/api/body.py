@@ -1,0 +1,40 @@
+"""Read a JSON request body within the size limit, and reply in JSON with orjson."""
+
+import json
+from typing import Any
+
+import orjson
+from starlette.requests import Request
+from starlette.responses import Response
+
+from model_deployment_app.errors import MalformedRequest, PayloadTooLarge
+
+_NUMPY = orjson.OPT_SERIALIZE_NUMPY
+
+
+async def read_json(request: Request, max_bytes: int) -> Any:
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > max_bytes:
+        raise PayloadTooLarge(f"request body of {declared} bytes; the limit is {max_bytes}")
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > max_bytes:
+            raise PayloadTooLarge(f"request body over the limit of {max_bytes} bytes")
+        chunks.append(chunk)
+    body = b"".join(chunks)
+    if not body:
+        raise MalformedRequest("empty request body: send JSON")
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError as error:
+        # NaN and Infinity are not JSON, but Python clients send them: parse them so the
+        # row validator can name the value (422) instead of calling the body malformed.
+        try:
+            return json.loads(body)
+        except (ValueError, RecursionError):
+            raise MalformedRequest(f"malformed JSON: {error}") from None
+
+
+def json_response(payload: Any, status_code: int = 200) -> Response:
+    return Response(orjson.dumps(payload, option=_NUMPY), status_code, media_type="application/json")

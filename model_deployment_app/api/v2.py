@@ -1,0 +1,170 @@
+"""The Open Inference Protocol (V2) routes, as KServe and MLServer speak it."""
+
+from typing import Any
+
+import numpy as np
+from fastapi import APIRouter, Request
+from starlette.responses import Response
+
+from model_deployment_app import __version__
+from model_deployment_app.api.body import json_response, read_json
+from model_deployment_app.errors import InvalidInput, ModelNotFound, NotReady, PayloadTooLarge
+from model_deployment_app.handler import DataPlane
+from model_deployment_app.predictor import PREDICT_PROBA, LoadedModel
+from model_deployment_app.rows import to_rows
+
+_DATATYPES = ("FP32", "FP64")
+
+_INFER_BODY: dict[str, Any] = {
+    "required": True,
+    "content": {
+        "application/json": {
+            "example": {
+                "inputs": [
+                    {"name": "input-0", "shape": [1, 4], "datatype": "FP64",
+                     "data": [5.1, 3.5, 1.4, 0.2]}
+                ],
+                "outputs": [{"name": "predict_proba"}],
+            }  # fmt: skip
+        }
+    },
+}
+
+
+def _decode_input(payload: Any, model: LoadedModel, max_rows: int) -> np.ndarray:
+    inputs = payload.get("inputs") if isinstance(payload, dict) else None
+    if not isinstance(inputs, list) or len(inputs) != 1 or not isinstance(inputs[0], dict):
+        raise InvalidInput('expected "inputs": a list with one tensor of shape [rows, inputSize]')
+    tensor = inputs[0]
+    datatype, shape, data = tensor.get("datatype"), tensor.get("shape"), tensor.get("data")
+    if datatype not in _DATATYPES:
+        raise InvalidInput(f"input datatype {datatype!r} is not supported; use FP32 or FP64")
+    if (
+        not isinstance(shape, list)
+        or len(shape) != 2
+        or not all(isinstance(d, int) and not isinstance(d, bool) for d in shape)
+    ):
+        raise InvalidInput(f"input shape must be [rows, {model.input_size}], got {shape!r}")
+    n_rows, width = shape
+    if width != model.input_size:
+        raise InvalidInput(f"input shape {shape}: expected {model.input_size} features (inputSize)")
+    if not isinstance(data, list):
+        raise InvalidInput("input data must be a list, flat or nested")
+    if n_rows > max_rows:
+        raise PayloadTooLarge(
+            f"{n_rows} rows in one request; the limit is {max_rows}"
+        )
+    if data and not isinstance(data[0], list):
+        if len(data) != n_rows * width:
+            raise InvalidInput(f"input shape {shape} needs {n_rows * width} values, got {len(data)}")
+        data = [data[i * width : (i + 1) * width] for i in range(n_rows)]
+    rows = to_rows(data, model.input_size, max_rows)
+    if len(rows) != n_rows:
+        raise InvalidInput(f"input shape {shape} declares {n_rows} rows, data has {len(rows)}")
+    return rows
+
+
+def _requested_outputs(payload: dict[str, Any], model: LoadedModel) -> list[str]:
+    wanted = payload.get("outputs")
+    if wanted is None:
+        return [model.default_output]
+    if not isinstance(wanted, list) or not all(isinstance(o, dict) for o in wanted):
+        raise InvalidInput('"outputs" must be a list of {"name": ...}')
+    return [model.check_output(str(o.get("name"))) for o in wanted] or [model.default_output]
+
+
+def _datatype(values: np.ndarray) -> str:
+    kind = values.dtype.kind
+    if kind == "f":
+        return "FP64"
+    if kind in "iu":
+        return "INT64"
+    if kind == "b":
+        return "BOOL"
+    return "BYTES"
+
+
+def _output_tensor(name: str, values: np.ndarray, model: LoadedModel) -> dict[str, Any]:
+    flat = values.ravel()
+    tensor: dict[str, Any] = {
+        "name": name,
+        "shape": list(values.shape),
+        "datatype": _datatype(values),
+        "data": flat if flat.dtype.kind in "fiub" else flat.tolist(),
+    }
+    if name == PREDICT_PROBA:
+        tensor["parameters"] = {"classes": model.classes}
+    return tensor
+
+
+def _metadata(model: LoadedModel) -> dict[str, Any]:
+    outputs = []
+    for name in model.outputs:
+        columns = model.output_width if name == PREDICT_PROBA or model.job == "regression" else None
+        shape = [-1] if columns is None else [-1, columns]
+        datatype = "FP64" if name == PREDICT_PROBA or model.job == "regression" else "BYTES"
+        outputs.append({"name": name, "datatype": datatype, "shape": shape})
+    return {
+        "name": model.name,
+        "versions": [model.sha256[:12]],
+        "platform": model.platform,
+        "inputs": [{"name": "input-0", "datatype": "FP64", "shape": [-1, model.input_size]}],
+        "outputs": outputs,
+        "parameters": {"job": model.job, "classes": model.classes, "sha256": model.sha256},
+    }
+
+
+def v2_router(plane: DataPlane) -> APIRouter:
+    router = APIRouter(prefix="/v2", tags=["v2"])
+    limits = plane.settings.server
+
+    def model_named(name: str) -> LoadedModel:
+        model = plane.require_model()
+        if name != model.name:
+            raise ModelNotFound(f"model {name!r} not found; this server serves {model.name!r}")
+        return model
+
+    @router.get("/health/live")
+    async def live() -> Response:
+        return json_response({"live": True})
+
+    @router.get("/health/ready")
+    async def ready() -> Response:
+        if not plane.ready:
+            raise NotReady(plane.load_error or "the model is still loading")
+        return json_response({"ready": True})
+
+    @router.get("")
+    async def server_metadata() -> Response:
+        return json_response(
+            {"name": "model_deployment_app", "version": __version__, "extensions": []}
+        )
+
+    @router.get("/models/{name}")
+    async def model_metadata(name: str) -> Response:
+        return json_response(_metadata(model_named(name)))
+
+    @router.get("/models/{name}/ready")
+    async def model_ready(name: str) -> Response:
+        model_named(name)
+        return json_response({"name": name, "ready": True})
+
+    @router.post("/models/{name}/infer", openapi_extra={"requestBody": _INFER_BODY})
+    async def infer(name: str, request: Request) -> Response:
+        model = model_named(name)
+        payload = await read_json(request, limits.max_body_bytes)
+        rows = _decode_input(payload, model, limits.max_rows)
+        outputs = []
+        for output in _requested_outputs(payload, model):
+            values = await plane.infer(rows, output)
+            outputs.append(_output_tensor(output, values, model))
+        reply: dict[str, Any] = {
+            "model_name": model.name,
+            "model_version": model.sha256[:12],
+            "outputs": outputs,
+        }
+        if isinstance(payload.get("id"), str):
+            reply["id"] = payload["id"]
+        return json_response(reply)
+
+    return router

@@ -1,0 +1,126 @@
+"""Adaptive batching: concurrent requests share one model call, then each gets its own rows.
+
+One model call runs at a time (in a thread, off the event loop). Requests that arrive while it
+runs queue up and form the next batch, so batches grow with load and a lone request waits for
+nothing. `max_batch_delay_ms` optionally holds a batch open for stragglers.
+"""
+
+import asyncio
+from collections.abc import Callable
+from concurrent.futures import Executor
+from dataclasses import dataclass, field
+
+import numpy as np
+
+ModelCall = Callable[[str, np.ndarray], np.ndarray]
+BatchObserver = Callable[[int, float], None]
+
+
+@dataclass
+class _Pending:
+    output: str
+    rows: np.ndarray
+    future: asyncio.Future[np.ndarray] = field(repr=False)
+
+
+class Batcher:
+    def __init__(
+        self,
+        call: ModelCall,
+        executor: Executor,
+        max_rows: int,
+        max_delay_seconds: float = 0.0,
+        observe: BatchObserver | None = None,
+    ) -> None:
+        self._call = call
+        self._executor = executor
+        self._max_rows = max_rows
+        self._max_delay = max_delay_seconds
+        self._observe = observe
+        self._queue: list[_Pending] = []
+        self._queued_rows = 0
+        self._wakeup: asyncio.Event | None = None
+        self._full: asyncio.Event | None = None
+        self._worker: asyncio.Task[None] | None = None
+
+    async def predict(self, output: str, rows: np.ndarray) -> np.ndarray:
+        """Return the model's `output` for `rows`, computed in some batch."""
+        if self._worker is None or self._worker.done():
+            self._start()
+        assert self._wakeup is not None and self._full is not None
+        future: asyncio.Future[np.ndarray] = asyncio.get_running_loop().create_future()
+        self._queue.append(_Pending(output, rows, future))
+        self._queued_rows += len(rows)
+        self._wakeup.set()
+        if self._queued_rows >= self._max_rows:
+            self._full.set()
+        return await future
+
+    def _start(self) -> None:
+        self._wakeup, self._full = asyncio.Event(), asyncio.Event()
+        self._worker = asyncio.get_running_loop().create_task(self._run(), name="mda-batcher")
+
+    async def close(self) -> None:
+        if self._worker is not None:
+            self._worker.cancel()
+            await asyncio.gather(self._worker, return_exceptions=True)
+            self._worker = None
+        for pending in self._queue:
+            if not pending.future.done():
+                pending.future.cancel()
+        self._queue.clear()
+        self._queued_rows = 0
+
+    def _take_batch(self) -> list[_Pending]:
+        """Requests in arrival order up to max_rows (one request alone may exceed it)."""
+        taken, rows = 0, 0
+        for pending in self._queue:
+            if taken and rows + len(pending.rows) > self._max_rows:
+                break
+            taken += 1
+            rows += len(pending.rows)
+        batch, self._queue = self._queue[:taken], self._queue[taken:]
+        self._queued_rows -= rows
+        return batch
+
+    async def _run(self) -> None:
+        assert self._wakeup is not None and self._full is not None
+        loop = asyncio.get_running_loop()
+        while True:
+            if not self._queue:
+                self._wakeup.clear()
+                await self._wakeup.wait()
+            if self._max_delay and self._queued_rows < self._max_rows:
+                self._full.clear()
+                try:
+                    await asyncio.wait_for(self._full.wait(), self._max_delay)
+                except TimeoutError:
+                    pass
+            batch = self._take_batch()
+            for output in dict.fromkeys(p.output for p in batch):
+                group = [p for p in batch if p.output == output and not p.future.done()]
+                if group:
+                    await self._run_group(loop, output, group)
+
+    async def _run_group(
+        self, loop: asyncio.AbstractEventLoop, output: str, group: list[_Pending]
+    ) -> None:
+        rows = group[0].rows if len(group) == 1 else np.concatenate([p.rows for p in group])
+        started = loop.time()
+        try:
+            result = await loop.run_in_executor(self._executor, self._call, output, rows)
+            if len(result) != len(rows):
+                raise RuntimeError(f"the model returned {len(result)} rows for {len(rows)}")
+        except Exception as error:
+            for pending in group:
+                if not pending.future.done():
+                    pending.future.set_exception(error)
+            return
+        if self._observe is not None:
+            self._observe(len(rows), loop.time() - started)
+        offset = 0
+        for pending in group:
+            end = offset + len(pending.rows)
+            if not pending.future.done():
+                pending.future.set_result(result[offset:end])
+            offset = end

@@ -1,0 +1,123 @@
+"""A loaded model: the estimator plus what the server needs to know about it.
+
+Built once at start-up by `load_model`, which refuses (with one line) an artifact that cannot
+serve the configured job or width, so a bad model never reports ready.
+"""
+
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from model_deployment_app import storage
+from model_deployment_app.config import ModelConfig
+from model_deployment_app.errors import InvalidInput, StartupError
+from model_deployment_app.loading import load_estimator
+from model_deployment_app.settings import ServerSettings
+
+log = logging.getLogger(__name__)
+
+PREDICT = "predict"
+PREDICT_PROBA = "predict_proba"
+
+
+@dataclass
+class LoadedModel:
+    """An estimator ready to serve, and its facts: job, width, classes, digest."""
+
+    name: str
+    job: str
+    estimator: Any
+    input_size: int
+    sha256: str
+    classes: list[Any] | None = None
+    output_width: int | None = None  # columns per row of the default output; None: scalar
+    platform: str = "sklearn"
+    load_seconds: float = 0.0
+    outputs: tuple[str, ...] = field(default=())
+
+    @property
+    def default_output(self) -> str:
+        return PREDICT_PROBA if self.job == "classification" else PREDICT
+
+    def check_output(self, output: str) -> str:
+        if output not in self.outputs:
+            raise InvalidInput(
+                f"unknown output {output!r}: this model offers {', '.join(self.outputs)}"
+            )
+        return output
+
+    def run(self, output: str, rows: np.ndarray) -> np.ndarray:
+        """Call the estimator on a float64 array of shape (n, input_size)."""
+        if output == PREDICT_PROBA:
+            return np.asarray(self.estimator.predict_proba(rows), dtype=np.float64)
+        return np.asarray(self.estimator.predict(rows))
+
+
+def _platform_of(estimator: Any) -> str:
+    return "pytorch" if type(estimator).__name__ == "PyTorchEstimator" else "sklearn"
+
+
+def prepare(estimator: Any, config: ModelConfig, sha256: str) -> LoadedModel:
+    """Check the estimator fits the config and learn its output shape with one warm-up call."""
+    what = type(estimator).__name__
+    if not callable(getattr(estimator, "predict", None)):
+        raise StartupError(f"the artifact ({what}) has no predict method")
+    width = getattr(estimator, "n_features_in_", None)
+    if isinstance(width, int | np.integer) and width != config.input_size:
+        raise StartupError(
+            f"inputSize is {config.input_size} but the model ({what}) expects {width} features"
+        )
+    model = LoadedModel(
+        name=config.name,
+        job=config.job,
+        estimator=estimator,
+        input_size=config.input_size,
+        sha256=sha256,
+        platform=_platform_of(estimator),
+    )
+    if config.job == "classification":
+        if not callable(getattr(estimator, "predict_proba", None)):
+            raise StartupError(f"job is classification but the model ({what}) has no predict_proba")
+        model.outputs = (PREDICT_PROBA, PREDICT)
+    else:
+        model.outputs = (PREDICT,)
+    probe = np.zeros((2, config.input_size))
+    try:
+        warm = model.run(model.default_output, probe)
+    except Exception as error:
+        raise StartupError(
+            f"the model ({what}) fails on rows of inputSize={config.input_size}: "
+            f"{type(error).__name__}: {error}"
+        ) from None
+    if config.job == "classification":
+        classes = getattr(estimator, "classes_", None)
+        if classes is None:
+            raise StartupError(f"job is classification but the model ({what}) has no classes_")
+        model.classes = np.asarray(classes).tolist()
+        if warm.ndim != 2 or warm.shape[1] != len(model.classes):
+            raise StartupError(
+                f"predict_proba returns {warm.shape[1:]} columns for {len(model.classes)} classes"
+            )
+        model.output_width = len(model.classes)
+    else:
+        model.output_width = warm.shape[1] if warm.ndim == 2 else None
+    return model
+
+
+def load_model(config: ModelConfig, settings: ServerSettings) -> LoadedModel:
+    """Fetch, load and check the configured model; StartupError names what is wrong."""
+    started = time.perf_counter()
+    artifact = storage.fetch(config.model, settings.download_dir)
+    trusted = tuple(t.strip() for t in settings.skops_trusted_types.split(",") if t.strip())
+    estimator = load_estimator(artifact.path, config.model_type, trusted)
+    model = prepare(estimator, config, artifact.sha256)
+    model.load_seconds = time.perf_counter() - started
+    log.info(
+        "loaded %s (%s, %s) from %s in %.2fs, sha256 %s",
+        config.name, type(estimator).__name__, config.job, artifact.uri,
+        model.load_seconds, artifact.sha256[:12],
+    )  # fmt: skip
+    return model

@@ -1,0 +1,52 @@
+"""Turn decoded JSON into one float64 array of shape (rows, inputSize), or say what is wrong.
+
+The fast path is one `numpy.array` call; only when it fails do we walk the rows to name the
+first bad one.
+"""
+
+import math
+from typing import Any
+
+import numpy as np
+
+from model_deployment_app.errors import InvalidInput, PayloadTooLarge
+
+_NUMERIC_KINDS = frozenset("iuf")
+
+
+def _first_problem(rows: list[Any], width: int) -> str:
+    for index, row in enumerate(rows):
+        if not isinstance(row, list):
+            return f"row {index}: expected a list of {width} numbers, got {type(row).__name__}"
+        if len(row) != width:
+            return f"row {index}: expected {width} features (inputSize), got {len(row)}"
+        for column, value in enumerate(row):
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                return f"row {index}, feature {column}: expected a number, got {value!r}"
+            try:
+                finite = math.isfinite(value)
+            except OverflowError:
+                finite = False
+            if not finite:
+                return f"row {index}, feature {column}: expected a finite number, got {value}"
+    return "rows must be lists of numbers"
+
+
+def to_rows(rows: Any, width: int, max_rows: int) -> np.ndarray:
+    """Validate `rows` (a list of rows of `width` numbers) into a float64 array."""
+    if not isinstance(rows, list):
+        raise InvalidInput(f"expected a list of rows, got {type(rows).__name__}")
+    if not rows:
+        raise InvalidInput("empty batch: send at least one row")
+    if len(rows) > max_rows:
+        raise PayloadTooLarge(f"{len(rows)} rows in one request; the limit is {max_rows}")
+    try:
+        array = np.array(rows)
+    except (ValueError, TypeError):
+        raise InvalidInput(_first_problem(rows, width)) from None
+    if array.dtype.kind not in _NUMERIC_KINDS or array.ndim != 2 or array.shape[1] != width:
+        raise InvalidInput(_first_problem(rows, width))
+    array = array.astype(np.float64, copy=False)
+    if not np.isfinite(array).all():
+        raise InvalidInput(_first_problem(rows, width))
+    return array

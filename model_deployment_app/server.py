@@ -1,0 +1,160 @@
+"""`mda serve`: run the app under uvicorn, in one process or in pre-forked workers.
+
+With one worker the port opens at once and the model loads in the background (readiness
+answers 503 until it is in). With several, the parent loads the model once and then forks:
+the workers share its memory copy-on-write instead of each loading a copy.
+"""
+
+import gc
+import logging
+import os
+import signal
+import socket
+import sys
+import tempfile
+from typing import Any
+
+from pydantic import ValidationError
+
+from model_deployment_app.config import ModelConfig, load_config
+from model_deployment_app.errors import StartupError
+from model_deployment_app.settings import Settings
+
+log = logging.getLogger("model_deployment_app")
+
+
+def _read_settings() -> Settings:
+    try:
+        return Settings()
+    except ValidationError as error:
+        first = error.errors()[0]
+        raise StartupError(f"setting {first['loc'][0]}: {first['msg']}") from None
+
+
+def _uvicorn_config(app: Any, settings: Settings) -> Any:
+    import uvicorn
+
+    server = settings.server
+    return uvicorn.Config(
+        app,
+        host=server.host,
+        port=server.port,
+        log_level=server.log_level,
+        access_log=server.access_log,
+        server_header=False,
+        timeout_graceful_shutdown=10,
+    )
+
+
+def _serve_one(settings: Settings, config: ModelConfig) -> None:
+    import uvicorn
+
+    from model_deployment_app.api import create_app
+    from model_deployment_app.predictor import load_model
+
+    failures: list[StartupError] = []
+
+    def stop_on_failure(error: StartupError) -> None:
+        failures.append(error)
+        server.should_exit = True
+
+    app = create_app(
+        settings,
+        loader=lambda: load_model(config, settings.server),
+        on_load_failure=stop_on_failure,
+    )
+    server = uvicorn.Server(_uvicorn_config(app, settings))
+    server.run()
+    if failures:
+        raise failures[0]
+
+
+def _listen(settings: Settings) -> socket.socket:
+    family = socket.AF_INET6 if ":" in settings.server.host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((settings.server.host, settings.server.port))
+    except OSError as error:
+        raise StartupError(
+            f"cannot listen on {settings.server.host}:{settings.server.port}: {error.strerror}"
+        ) from None
+    sock.listen(2048)
+    sock.set_inheritable(True)
+    return sock
+
+
+def _serve_prefork(settings: Settings, config: ModelConfig) -> None:
+    # prometheus-client picks its multiprocess storage when first imported: set it up first.
+    if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="mda-metrics-")
+    from prometheus_client import multiprocess
+
+    from model_deployment_app.api import create_app
+    from model_deployment_app.predictor import load_model
+
+    model = load_model(config, settings.server)
+    sock = _listen(settings)
+    gc.collect()
+    gc.freeze()  # keep the model's objects out of the collector: pages stay shared
+
+    def start_worker() -> int:
+        pid = os.fork()
+        if pid == 0:
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            signal.signal(signal.SIGINT, signal.SIG_DFL)
+            import uvicorn
+
+            code = 0
+            try:
+                app = create_app(settings, model=model)
+                uvicorn.Server(_uvicorn_config(app, settings)).run(sockets=[sock])
+            except BaseException:
+                log.exception("worker failed")
+                code = 1
+            finally:
+                os._exit(code)
+        return pid
+
+    workers = {start_worker() for _ in range(settings.server.workers)}
+    log.info("serving %s on %s:%d with %d workers", config.name, settings.server.host,
+             settings.server.port, len(workers))  # fmt: skip
+    stopping = False
+
+    def stop(signum: int, frame: Any) -> None:
+        nonlocal stopping
+        stopping = True
+        for pid in workers:
+            try:
+                os.kill(pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    while workers:
+        try:
+            pid, _status = os.wait()
+        except ChildProcessError:
+            break
+        workers.discard(pid)
+        multiprocess.mark_process_dead(pid)
+        if not stopping:
+            log.warning("worker %d exited; starting another", pid)
+            workers.add(start_worker())
+    sock.close()
+
+
+def serve() -> None:
+    """Validate settings and config (failing fast, in one line), then serve."""
+    settings = _read_settings()
+    logging.basicConfig(
+        level=settings.server.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    config = load_config(settings.server.config_path)
+    if settings.server.workers == 1:
+        _serve_one(settings, config)
+    else:
+        _serve_prefork(settings, config)
