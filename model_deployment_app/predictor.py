@@ -52,8 +52,8 @@ class LoadedModel:
     def run(self, output: str, rows: np.ndarray) -> np.ndarray:
         """Call the estimator on a float64 array of shape (n, input_size)."""
         if output == PREDICT_PROBA:
-            return np.asarray(self.estimator.predict_proba(rows), dtype=np.float64)
-        return np.asarray(self.estimator.predict(rows))
+            return np.ascontiguousarray(self.estimator.predict_proba(rows), dtype=np.float64)
+        return np.ascontiguousarray(self.estimator.predict(rows))
 
 
 def _platform_of(estimator: Any) -> str:

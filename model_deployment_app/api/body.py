@@ -3,6 +3,7 @@
 import json
 from typing import Any
 
+import numpy as np
 import orjson
 from starlette.requests import Request
 from starlette.responses import Response
@@ -36,5 +37,13 @@ async def read_json(request: Request, max_bytes: int) -> Any:
             raise MalformedRequest(f"malformed JSON: {error}") from None
 
 
+def _fallback(value: Any) -> Any:
+    """What orjson's numpy support leaves out (object or string arrays) goes as lists."""
+    if isinstance(value, np.ndarray | np.generic):
+        return value.tolist()
+    raise TypeError(f"cannot serialize {type(value).__name__}")
+
+
 def json_response(payload: Any, status_code: int = 200) -> Response:
-    return Response(orjson.dumps(payload, option=_NUMPY), status_code, media_type="application/json")
+    content = orjson.dumps(payload, default=_fallback, option=_NUMPY)
+    return Response(content, status_code, media_type="application/json")

@@ -1,0 +1,125 @@
+"""Adaptive batching: merged model calls, and every caller gets exactly its own rows."""
+
+import asyncio
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pytest
+
+from model_deployment_app.batching import Batcher
+
+
+class RecordingModel:
+    """Answers each row with a function of the row, and remembers every call's size."""
+
+    def __init__(self, fail_on: float | None = None, delay: float = 0.0) -> None:
+        self.calls: list[tuple[str, int]] = []
+        self.fail_on = fail_on
+        self.delay = delay
+        self.lock = threading.Lock()
+
+    def __call__(self, output: str, rows: np.ndarray) -> np.ndarray:
+        with self.lock:
+            self.calls.append((output, len(rows)))
+        threading.Event().wait(self.delay)
+        if self.fail_on is not None and (rows[:, 0] == self.fail_on).any():
+            raise ValueError("the model rejects this batch")
+        if output == "predict_proba":  # two columns per row
+            return np.c_[rows.sum(axis=1), -rows.sum(axis=1)]
+        return rows.sum(axis=1)  # one value per row
+
+
+def run_requests(batcher: Batcher, requests: list[tuple[str, np.ndarray]]) -> list[object]:
+    async def go() -> list[object]:
+        try:
+            return await asyncio.gather(
+                *(batcher.predict(output, rows) for output, rows in requests),
+                return_exceptions=True,
+            )
+        finally:
+            await batcher.close()
+
+    return asyncio.run(go())
+
+
+def mixed_requests(count: int, seed: int = 0) -> list[tuple[str, np.ndarray]]:
+    rng = np.random.default_rng(seed)
+    outputs = ["predict", "predict_proba"]
+    return [
+        (outputs[i % 2], rng.normal(size=(int(rng.integers(1, 9)), 3)) + i * 100)
+        for i in range(count)
+    ]
+
+
+def expected(output: str, rows: np.ndarray) -> np.ndarray:
+    return RecordingModel()(output, rows)
+
+
+def test_mixed_widths_and_outputs_each_get_their_own_rows() -> None:
+    model = RecordingModel(delay=0.002)
+    requests = mixed_requests(120)
+    with ThreadPoolExecutor(1) as pool:
+        answers = run_requests(Batcher(model, pool, max_rows=32), requests)
+    for (output, rows), answer in zip(requests, answers, strict=True):
+        assert isinstance(answer, np.ndarray)
+        np.testing.assert_array_equal(answer, expected(output, rows))
+    assert len(model.calls) < len(requests)  # concurrent requests were merged
+    assert {output for output, _ in model.calls} == {"predict", "predict_proba"}
+
+
+def test_a_batch_never_exceeds_max_rows_unless_one_request_does() -> None:
+    model = RecordingModel(delay=0.002)
+    requests = [("predict", np.ones((3, 3)) * i) for i in range(40)] + [("predict", np.ones((50, 3)))]
+    with ThreadPoolExecutor(1) as pool:
+        run_requests(Batcher(model, pool, max_rows=10), requests)
+    sizes = [size for _, size in model.calls]
+    assert 50 in sizes
+    assert all(size <= 10 for size in sizes if size != 50)
+
+
+def test_a_failing_model_call_fails_only_the_requests_in_it() -> None:
+    model = RecordingModel(fail_on=-1.0)
+    poisoned = ("predict", np.full((2, 3), -1.0))
+    healthy = [("predict", np.full((1, 3), float(i))) for i in range(5)]
+
+    async def go() -> list[object]:
+        with ThreadPoolExecutor(1) as pool:
+            batcher = Batcher(model, pool, max_rows=1)  # one request per call
+            try:
+                return await asyncio.gather(
+                    *(batcher.predict(o, r) for o, r in [poisoned, *healthy]),
+                    return_exceptions=True,
+                )
+            finally:
+                await batcher.close()
+
+    first, *rest = asyncio.run(go())
+    assert isinstance(first, ValueError)
+    for (_, rows), answer in zip(healthy, rest, strict=True):
+        np.testing.assert_array_equal(answer, rows.sum(axis=1))
+
+
+def test_max_delay_holds_a_batch_open_for_stragglers() -> None:
+    model = RecordingModel()
+
+    async def go() -> None:
+        with ThreadPoolExecutor(1) as pool:
+            batcher = Batcher(model, pool, max_rows=100, max_delay_seconds=0.2)
+            first = asyncio.create_task(batcher.predict("predict", np.ones((1, 3))))
+            await asyncio.sleep(0.02)
+            second = asyncio.create_task(batcher.predict("predict", np.ones((1, 3))))
+            await asyncio.gather(first, second)
+            await batcher.close()
+
+    asyncio.run(go())
+    assert model.calls == [("predict", 2)]
+
+
+@pytest.mark.parametrize("max_rows", [1, 7, 256])
+def test_answers_are_right_whatever_the_batch_limit(max_rows: int) -> None:
+    requests = mixed_requests(60, seed=max_rows)
+    with ThreadPoolExecutor(1) as pool:
+        answers = run_requests(Batcher(RecordingModel(), pool, max_rows=max_rows), requests)
+    for (output, rows), answer in zip(requests, answers, strict=True):
+        np.testing.assert_array_equal(answer, expected(output, rows))

@@ -1,0 +1,92 @@
+from pathlib import Path
+
+import pytest
+
+from model_deployment_app.config import GcsSource, LocalSource, load_config, parse_config
+from model_deployment_app.errors import StartupError
+
+GCS_CONFIG = {
+    "name": "iris-classifier",
+    "modelType": "joblib",
+    "job": "classification",
+    "model": {
+        "method": "GCS",
+        "projectName": "my-project",
+        "bucketName": "my-bucket",
+        "blobDir": "iris/model.joblib",
+    },
+    "inputSize": 4,
+}
+
+
+def with_changes(**changes: object) -> dict[str, object]:
+    config = {**GCS_CONFIG, "model": dict(GCS_CONFIG["model"])}  # type: ignore[call-overload]
+    config.update(changes)
+    return config
+
+
+def test_contract_example_parses_with_camel_case_keys() -> None:
+    config = parse_config(GCS_CONFIG)
+    assert isinstance(config.model, GcsSource)
+    assert (config.model_type, config.job, config.input_size) == ("joblib", "classification", 4)
+    assert config.model.bucket_name == "my-bucket"
+
+
+def test_local_source_and_default_name() -> None:
+    config = parse_config(
+        {"modelType": "skops", "job": "regression", "inputSize": 10,
+         "model": {"method": "LOCAL", "path": "/models/m.skops"}}
+    )  # fmt: skip
+    assert isinstance(config.model, LocalSource)
+    assert config.name == "model"
+
+
+@pytest.mark.parametrize(
+    ("config", "named"),
+    [
+        (with_changes(modelTyp="joblib"), "modelTyp: unknown key"),
+        (with_changes(job="clustering"), "job:"),
+        (with_changes(modelType="onnx"), "modelType:"),
+        (with_changes(inputSize=0), "inputSize:"),
+        (with_changes(inputSize="four"), "inputSize:"),
+        ({k: v for k, v in GCS_CONFIG.items() if k != "inputSize"}, "inputSize: Field required"),
+        (with_changes(model={"method": "S3", "path": "x"}), "model:"),
+        (with_changes(model={"method": "GCS", "projectName": "p", "blobDir": "b"}),
+         "model.bucketName: Field required"),
+        (with_changes(model={"method": "LOCAL", "path": "/m", "bucket": "x"}),
+         "model.bucket: unknown key"),
+        (with_changes(model={"method": "LOCAL", "path": "/m", "sha256": "abc"}), "model.sha256"),
+        (with_changes(name="Not A DNS Name"), "name:"),
+    ],
+)  # fmt: skip
+def test_bad_config_is_refused_in_one_line_naming_the_key(config: dict, named: str) -> None:
+    with pytest.raises(StartupError) as refused:
+        parse_config(config)
+    message = str(refused.value)
+    assert named in message
+    assert "\n" not in message
+
+
+def test_load_config_reads_yaml(tmp_path: Path) -> None:
+    path = tmp_path / "config.yaml"
+    path.write_text("modelType: pkl\njob: regression\ninputSize: 3\nmodel:\n  method: LOCAL\n"
+                    "  path: /m.pkl\n")  # fmt: skip
+    assert load_config(path).model_type == "pkl"
+
+
+def test_missing_config_file_is_named(tmp_path: Path) -> None:
+    with pytest.raises(StartupError, match="cannot read config .*nope.yaml"):
+        load_config(tmp_path / "nope.yaml")
+
+
+def test_invalid_yaml_is_one_line(tmp_path: Path) -> None:
+    path = tmp_path / "config.yaml"
+    path.write_text("job: [unclosed\n")
+    with pytest.raises(StartupError, match="not valid YAML") as refused:
+        load_config(path)
+    assert "\n" not in str(refused.value)
+
+
+def test_a_list_instead_of_a_mapping_is_refused() -> None:
+    with pytest.raises(StartupError, match="expected a mapping"):
+        parse_config(["job", "regression"])
