@@ -6,6 +6,7 @@ nothing. `max_batch_delay_ms` optionally holds a batch open for stragglers.
 """
 
 import asyncio
+import contextlib
 from collections.abc import Callable
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
@@ -92,10 +93,8 @@ class Batcher:
                 await self._wakeup.wait()
             if self._max_delay and self._queued_rows < self._max_rows:
                 self._full.clear()
-                try:
+                with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._full.wait(), self._max_delay)
-                except TimeoutError:
-                    pass
             batch = self._take_batch()
             for output in dict.fromkeys(p.output for p in batch):
                 group = [p for p in batch if p.output == output and not p.future.done()]

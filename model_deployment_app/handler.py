@@ -21,9 +21,7 @@ log = logging.getLogger(__name__)
 
 
 class DataPlane:
-    def __init__(
-        self, settings: Settings, metrics: Metrics, cache: PredictionCache | None
-    ) -> None:
+    def __init__(self, settings: Settings, metrics: Metrics, cache: PredictionCache | None) -> None:
         self.settings = settings
         self.metrics = metrics
         self.cache = cache

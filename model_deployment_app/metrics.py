@@ -7,12 +7,12 @@ prometheus-client is imported, and `/metrics` aggregates every worker's files.
 import os
 
 from prometheus_client import (
-    disable_created_metrics,
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
     Counter,
     Gauge,
     Histogram,
+    disable_created_metrics,
     generate_latest,
     multiprocess,
 )

@@ -5,6 +5,7 @@ answers 503 until it is in). With several, the parent loads the model once and t
 the workers share its memory copy-on-write instead of each loading a copy.
 """
 
+import contextlib
 import gc
 import logging
 import os
@@ -125,10 +126,8 @@ def _serve_prefork(settings: Settings, config: ModelConfig) -> None:
         nonlocal stopping
         stopping = True
         for pid in workers:
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)

@@ -29,7 +29,6 @@ from sklearn.preprocessing import StandardScaler
 
 from model_deployment_app.config import parse_config
 from model_deployment_app.predictor import LoadedModel, prepare
-from model_deployment_app.storage import sha256_of
 
 MDA = [sys.executable, "-m", "model_deployment_app"]
 

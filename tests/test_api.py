@@ -209,8 +209,13 @@ def test_every_request_before_the_model_is_ready_is_503(iris_model: LoadedModel)
 
     with TestClient(create_app(settings(), loader=slow_loader)) as client:
         assert client.get("/v2/health/live").status_code == 200
-        for method, path in [("GET", "/v2/health/ready"), ("POST", "/predict"),
-                             ("GET", "/v2/models/iris"), ("POST", "/v2/models/iris/infer")]:  # fmt: skip
+        guarded = [
+            ("GET", "/v2/health/ready"),
+            ("POST", "/predict"),
+            ("GET", "/v2/models/iris"),
+            ("POST", "/v2/models/iris/infer"),
+        ]
+        for method, path in guarded:
             reply = client.request(method, path, json=[[1, 2, 3, 4]])
             assert reply.status_code == 503, path
             assert "loading" in reply.json()["error"]

@@ -70,7 +70,8 @@ def test_mixed_widths_and_outputs_each_get_their_own_rows() -> None:
 
 def test_a_batch_never_exceeds_max_rows_unless_one_request_does() -> None:
     model = RecordingModel(delay=0.002)
-    requests = [("predict", np.ones((3, 3)) * i) for i in range(40)] + [("predict", np.ones((50, 3)))]
+    requests = [("predict", np.ones((3, 3)) * i) for i in range(40)]
+    requests.append(("predict", np.ones((50, 3))))
     with ThreadPoolExecutor(1) as pool:
         run_requests(Batcher(model, pool, max_rows=10), requests)
     sizes = [size for _, size in model.calls]

@@ -75,7 +75,7 @@ def test_load_config_reads_yaml(tmp_path: Path) -> None:
 
 
 def test_missing_config_file_is_named(tmp_path: Path) -> None:
-    with pytest.raises(StartupError, match="cannot read config .*nope.yaml"):
+    with pytest.raises(StartupError, match=r"cannot read config .*nope\.yaml"):
         load_config(tmp_path / "nope.yaml")
 
 

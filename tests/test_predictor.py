@@ -38,7 +38,7 @@ def test_classification_without_predict_proba_is_refused() -> None:
 
 
 def test_input_size_contradicting_n_features_in_is_refused(iris_pipeline: Pipeline) -> None:
-    with pytest.raises(StartupError, match="inputSize is 5 but the model .* expects 4"):
+    with pytest.raises(StartupError, match=r"inputSize is 5 but the model .* expects 4"):
         prepare(iris_pipeline, config("classification", 5), "a" * 64)
 
 

@@ -21,11 +21,15 @@ _INFER_BODY: dict[str, Any] = {
         "application/json": {
             "example": {
                 "inputs": [
-                    {"name": "input-0", "shape": [1, 4], "datatype": "FP64",
-                     "data": [5.1, 3.5, 1.4, 0.2]}
+                    {
+                        "name": "input-0",
+                        "shape": [1, 4],
+                        "datatype": "FP64",
+                        "data": [5.1, 3.5, 1.4, 0.2],
+                    }
                 ],
                 "outputs": [{"name": "predict_proba"}],
-            }  # fmt: skip
+            }
         }
     },
 }
@@ -51,12 +55,11 @@ def _decode_input(payload: Any, model: LoadedModel, max_rows: int) -> np.ndarray
     if not isinstance(data, list):
         raise InvalidInput("input data must be a list, flat or nested")
     if n_rows > max_rows:
-        raise PayloadTooLarge(
-            f"{n_rows} rows in one request; the limit is {max_rows}"
-        )
+        raise PayloadTooLarge(f"{n_rows} rows in one request; the limit is {max_rows}")
     if data and not isinstance(data[0], list):
         if len(data) != n_rows * width:
-            raise InvalidInput(f"input shape {shape} needs {n_rows * width} values, got {len(data)}")
+            needed = n_rows * width
+            raise InvalidInput(f"input shape {shape} needs {needed} values, got {len(data)}")
         data = [data[i * width : (i + 1) * width] for i in range(n_rows)]
     rows = to_rows(data, model.input_size, max_rows)
     if len(rows) != n_rows:
