@@ -32,6 +32,16 @@ def _read_settings() -> Settings:
         raise StartupError(f"setting {first['loc'][0]}: {first['msg']}") from None
 
 
+def _freeze_heap() -> None:
+    """Move everything alive after start-up (frameworks, model) out of the collector's reach.
+
+    Without this, each full collection walks hundreds of thousands of long-lived objects and
+    stalls every request in flight: it was most of the p99 latency under load.
+    """
+    gc.collect()
+    gc.freeze()
+
+
 def _uvicorn_config(app: Any, settings: Settings) -> Any:
     import uvicorn
 
@@ -51,7 +61,7 @@ def _serve_one(settings: Settings, config: ModelConfig) -> None:
     import uvicorn
 
     from model_deployment_app.api import create_app
-    from model_deployment_app.predictor import load_model
+    from model_deployment_app.predictor import LoadedModel, load_model
 
     failures: list[StartupError] = []
 
@@ -59,11 +69,12 @@ def _serve_one(settings: Settings, config: ModelConfig) -> None:
         failures.append(error)
         server.should_exit = True
 
-    app = create_app(
-        settings,
-        loader=lambda: load_model(config, settings.server),
-        on_load_failure=stop_on_failure,
-    )
+    def load_and_freeze() -> LoadedModel:
+        model = load_model(config, settings.server)
+        _freeze_heap()
+        return model
+
+    app = create_app(settings, loader=load_and_freeze, on_load_failure=stop_on_failure)
     server = uvicorn.Server(_uvicorn_config(app, settings))
     server.run()
     if failures:
@@ -96,8 +107,7 @@ def _serve_prefork(settings: Settings, config: ModelConfig) -> None:
 
     model = load_model(config, settings.server)
     sock = _listen(settings)
-    gc.collect()
-    gc.freeze()  # keep the model's objects out of the collector: pages stay shared
+    _freeze_heap()  # also keeps the model's pages shared between the forked workers
 
     def start_worker() -> int:
         pid = os.fork()

@@ -20,6 +20,8 @@ class ServerSettings(_Env):
     """Address to bind; 0.0.0.0 in a pod, 127.0.0.1 for local runs."""
     config_path: str = "/etc/config/config.yaml"
     """The model configuration (the mounted ConfigMap)."""
+    root_path: str = ""
+    """The path prefix a proxy strips (e.g. /iris-classifier), so /docs finds its schema."""
     workers: int = Field(default=1, ge=1, le=64)
     """Worker processes; the model is loaded once, before they fork."""
     download_dir: str | None = None

@@ -4,15 +4,18 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from functools import partial
 
 from fastapi import FastAPI
 from starlette.responses import Response
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from model_deployment_app import __version__
-from model_deployment_app.api.errors import install_error_handlers
+from model_deployment_app.api.errors import error_response, install_error_handlers
+from model_deployment_app.api.fastpath import FastPath
 from model_deployment_app.api.middleware import MetricsMiddleware
-from model_deployment_app.api.rest import rest_router
-from model_deployment_app.api.v2 import v2_router
+from model_deployment_app.api.rest import predict_endpoint, rest_router
+from model_deployment_app.api.v2 import infer_endpoint, v2_router
 from model_deployment_app.cache import build_cache
 from model_deployment_app.errors import StartupError
 from model_deployment_app.handler import DataPlane
@@ -24,6 +27,19 @@ log = logging.getLogger(__name__)
 
 ModelLoader = Callable[[], LoadedModel]
 LoadFailureHook = Callable[[StartupError], None]
+
+
+class ModelServer(FastAPI):
+    """FastAPI whose entry point is metrics, then the fast path, then FastAPI's own stack.
+
+    Starting before FastAPI's middleware keeps the hot routes cheap (see `fastpath`) and
+    counts every request, whichever way it goes.
+    """
+
+    entry: ASGIApp
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await self.entry(scope, receive, send)
 
 
 def create_app(
@@ -63,21 +79,35 @@ def create_app(
                 task.cancel()
             await plane.close()
 
-    app = FastAPI(
+    app = ModelServer(
         title="model_deployment_app",
         version=__version__,
         description="Predictions from one scikit-learn or PyTorch model, on a plain REST API "
         "and on the Open Inference Protocol (V2).",
         lifespan=lifespan,
+        root_path=settings.server.root_path,
+        # Metrics are Prometheus's here; FastAPI's OpenTelemetry probe would cost every request.
+        telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     app.state.plane = plane
     install_error_handlers(app)
-    app.include_router(rest_router(plane))
-    app.include_router(v2_router(plane))
+    predict, infer = predict_endpoint(plane), infer_endpoint(plane)
+    routers = [rest_router(predict), v2_router(plane, infer)]
+    for router in routers:
+        app.include_router(router)
+    hot_routes = [
+        (route, route.endpoint)  # type: ignore[attr-defined]
+        for router in routers
+        for route in router.routes
+        if getattr(route, "endpoint", None) in (predict, infer)
+    ]
+    assert len(hot_routes) == 2, "the fast path must find both hot routes"
 
     @app.get("/metrics", include_in_schema=False)
     async def prometheus_metrics() -> Response:
         return Response(metrics.render(), media_type=metrics.content_type)
 
-    app.add_middleware(MetricsMiddleware, metrics=metrics)
+    app.entry = MetricsMiddleware(
+        FastPath(partial(FastAPI.__call__, app), hot_routes, error_response), metrics
+    )
     return app

@@ -13,9 +13,16 @@ from model_deployment_app.errors import MalformedRequest, PayloadTooLarge
 _NUMPY = orjson.OPT_SERIALIZE_NUMPY
 
 
+def _declared_length(request: Request) -> int | None:
+    for name, value in request.scope["headers"]:
+        if name == b"content-length":
+            return int(value) if value.isdigit() else None
+    return None
+
+
 async def read_json(request: Request, max_bytes: int) -> Any:
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > max_bytes:
+    declared = _declared_length(request)
+    if declared is not None and declared > max_bytes:
         raise PayloadTooLarge(f"request body of {declared} bytes; the limit is {max_bytes}")
     chunks, size = [], 0
     async for chunk in request.stream():
@@ -23,7 +30,7 @@ async def read_json(request: Request, max_bytes: int) -> Any:
         if size > max_bytes:
             raise PayloadTooLarge(f"request body over the limit of {max_bytes} bytes")
         chunks.append(chunk)
-    body = b"".join(chunks)
+    body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
     if not body:
         raise MalformedRequest("empty request body: send JSON")
     try:

@@ -14,14 +14,18 @@ from model_deployment_app.errors import ServingError
 log = logging.getLogger(__name__)
 
 
+def error_response(error: Exception) -> Response:
+    """The response for any error raised while serving a request."""
+    if isinstance(error, ServingError):
+        return json_response({"error": error.message}, error.status_code)
+    if isinstance(error, HTTPException):
+        return json_response({"error": str(error.detail)}, error.status_code)
+    log.error("unhandled error", exc_info=error)
+    return json_response({"error": "internal server error"}, 500)
+
+
 async def _serving_error(request: Request, error: Exception) -> Response:
-    assert isinstance(error, ServingError)
-    return json_response({"error": error.message}, error.status_code)
-
-
-async def _http_error(request: Request, error: Exception) -> Response:
-    assert isinstance(error, HTTPException)
-    return json_response({"error": str(error.detail)}, error.status_code)
+    return error_response(error)
 
 
 async def _validation_error(request: Request, error: Exception) -> Response:
@@ -31,13 +35,8 @@ async def _validation_error(request: Request, error: Exception) -> Response:
     return json_response({"error": f"{where}: {first['msg']}"}, 422)
 
 
-async def _unexpected(request: Request, error: Exception) -> Response:
-    log.exception("unhandled error on %s", request.url.path)
-    return json_response({"error": "internal server error"}, 500)
-
-
 def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(ServingError, _serving_error)
-    app.add_exception_handler(HTTPException, _http_error)
+    app.add_exception_handler(HTTPException, _serving_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
-    app.add_exception_handler(Exception, _unexpected)
+    app.add_exception_handler(Exception, _serving_error)

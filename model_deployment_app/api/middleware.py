@@ -12,6 +12,7 @@ class MetricsMiddleware:
     def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
         self.app = app
         self.metrics = metrics
+        self._children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -32,6 +33,19 @@ class MetricsMiddleware:
             route: Any = scope.get("route")
             # The route template, not the raw path, keeps label cardinality bounded.
             path = getattr(route, "path", "unmatched")
-            labels = (path, scope["method"], str(status))
-            self.metrics.requests.labels(*labels).inc()
-            self.metrics.request_latency.labels(*labels).observe(time.perf_counter() - started)
+            counter, histogram = self._series(path, scope["method"], status)
+            counter.inc()
+            histogram.observe(time.perf_counter() - started)
+
+    def _series(self, route: str, method: str, status: int) -> tuple[Any, Any]:
+        """The labelled children, looked up once per label set (labels() is not free)."""
+        key = (route, method, status)
+        series = self._children.get(key)
+        if series is None:
+            labels = (route, method, str(status))
+            series = (
+                self.metrics.requests.labels(*labels),
+                self.metrics.request_latency.labels(*labels),
+            )
+            self._children[key] = series
+        return series

@@ -6,6 +6,7 @@ from fastapi import APIRouter, Request
 from starlette.responses import Response
 
 from model_deployment_app.api.body import json_response, read_json
+from model_deployment_app.api.fastpath import Endpoint
 from model_deployment_app.errors import InvalidInput
 from model_deployment_app.handler import DataPlane
 from model_deployment_app.rows import to_rows
@@ -38,11 +39,9 @@ def _instances(payload: Any) -> Any:
     return payload
 
 
-def rest_router(plane: DataPlane) -> APIRouter:
-    router = APIRouter(tags=["predict"])
+def predict_endpoint(plane: DataPlane) -> Endpoint:
     limits = plane.settings.server
 
-    @router.post("/predict", openapi_extra={"requestBody": _PREDICT_BODY})
     async def predict(request: Request) -> Response:
         """Classification: a probability row per instance and the classes; regression: values."""
         model = plane.require_model()
@@ -53,4 +52,12 @@ def rest_router(plane: DataPlane) -> APIRouter:
             return json_response({"predictions": predictions, "classes": model.classes})
         return json_response({"predictions": predictions})
 
+    return predict
+
+
+def rest_router(predict: Endpoint) -> APIRouter:
+    router = APIRouter(tags=["predict"])
+    router.add_api_route(
+        "/predict", predict, methods=["POST"], openapi_extra={"requestBody": _PREDICT_BODY}
+    )
     return router

@@ -8,6 +8,7 @@ from starlette.responses import Response
 
 from model_deployment_app import __version__
 from model_deployment_app.api.body import json_response, read_json
+from model_deployment_app.api.fastpath import Endpoint
 from model_deployment_app.errors import InvalidInput, ModelNotFound, NotReady, PayloadTooLarge
 from model_deployment_app.handler import DataPlane
 from model_deployment_app.predictor import PREDICT_PROBA, LoadedModel
@@ -117,15 +118,18 @@ def _metadata(model: LoadedModel) -> dict[str, Any]:
     }
 
 
-def v2_router(plane: DataPlane) -> APIRouter:
+def model_for(plane: DataPlane, name: str) -> LoadedModel:
+    model = plane.require_model()
+    if name != model.name:
+        raise ModelNotFound(f"model {name!r} not found; this server serves {model.name!r}")
+    return model
+
+
+def v2_router(plane: DataPlane, infer: Endpoint) -> APIRouter:
     router = APIRouter(prefix="/v2", tags=["v2"])
-    limits = plane.settings.server
 
     def model_named(name: str) -> LoadedModel:
-        model = plane.require_model()
-        if name != model.name:
-            raise ModelNotFound(f"model {name!r} not found; this server serves {model.name!r}")
-        return model
+        return model_for(plane, name)
 
     @router.get("/health/live")
     async def live() -> Response:
@@ -152,9 +156,25 @@ def v2_router(plane: DataPlane) -> APIRouter:
         model_named(name)
         return json_response({"name": name, "ready": True})
 
-    @router.post("/models/{name}/infer", openapi_extra={"requestBody": _INFER_BODY})
-    async def infer(name: str, request: Request) -> Response:
-        model = model_named(name)
+    router.add_api_route(
+        "/models/{name}/infer",
+        infer,
+        methods=["POST"],
+        openapi_extra={
+            "requestBody": _INFER_BODY,
+            "parameters": [{"name": "name", "in": "path", "required": True,
+                            "schema": {"type": "string"}}],
+        },
+    )  # fmt: skip
+    return router
+
+
+def infer_endpoint(plane: DataPlane) -> Endpoint:
+    limits = plane.settings.server
+
+    async def infer(request: Request) -> Response:
+        """Open Inference Protocol inference: one input tensor [rows, inputSize]."""
+        model = model_for(plane, request.path_params["name"])
         payload = await read_json(request, limits.max_body_bytes)
         rows = _decode_input(payload, model, limits.max_rows)
         outputs = []
@@ -170,4 +190,4 @@ def v2_router(plane: DataPlane) -> APIRouter:
             reply["id"] = payload["id"]
         return json_response(reply)
 
-    return router
+    return infer

@@ -1,0 +1,62 @@
+"""A short way in for the two hot routes, `POST /predict` and V2 `infer`.
+
+FastAPI's per-request machinery (routing, dependency solving, its middleware stack) costs
+more than a cached prediction. These two routes are answered here, by the same endpoint
+functions FastAPI has registered for them, so `/docs` still describes them; every other
+request goes on to FastAPI untouched.
+"""
+
+import re
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+Endpoint = Callable[[Request], Awaitable[Response]]
+ErrorResponder = Callable[[Exception], Response]
+
+
+class FastPath:
+    def __init__(
+        self,
+        app: ASGIApp,
+        routes: list[tuple[Any, Endpoint]],
+        error_response: ErrorResponder,
+    ) -> None:
+        """`routes`: (FastAPI route, endpoint) pairs, all POST."""
+        self.app = app
+        self.error_response = error_response
+        self.exact: dict[str, tuple[Any, Endpoint]] = {}
+        self.patterns: list[tuple[re.Pattern[str], Any, Endpoint]] = []
+        for route, endpoint in routes:
+            if "{" in route.path:
+                self.patterns.append((route.path_regex, route, endpoint))
+            else:
+                self.exact[route.path] = (route, endpoint)
+
+    def _match(self, path: str) -> tuple[Any, Endpoint, dict[str, str]] | None:
+        found = self.exact.get(path)
+        if found is not None:
+            return found[0], found[1], {}
+        for regex, route, endpoint in self.patterns:
+            match = regex.match(path)
+            if match:
+                return route, endpoint, match.groupdict()
+        return None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] == "POST":
+            matched = self._match(scope["path"])
+            if matched is not None:
+                route, endpoint, params = matched
+                scope["route"] = route  # the metrics label, as FastAPI would set it
+                scope["path_params"] = params
+                try:
+                    response = await endpoint(Request(scope, receive))
+                except Exception as error:
+                    response = self.error_response(error)
+                await response(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
