@@ -45,3 +45,58 @@ lint: $(STAMP) ## ruff and mypy
 
 clean: ## Remove the virtual environment and caches
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache demo
+
+# --- Charts and images -------------------------------------------------------------------
+# A missing NAME, MODEL or PART stops make with one line, before anything is installed.
+ifneq ($(filter new-model,$(MAKECMDGOALS)),)
+ifeq ($(NAME),)
+$(error NAME is not set: make new-model NAME=<model-name> [JOB=classification|regression INPUT_SIZE=N BUCKET=... BLOB=... PROJECT=...])
+endif
+endif
+ifneq ($(filter k8s-render k8s-deploy k8s-undeploy,$(MAKECMDGOALS)),)
+ifeq ($(MODEL),)
+$(error MODEL is not set: make $(firstword $(filter k8s-%,$(MAKECMDGOALS))) MODEL=<model-name> (one of: $(notdir $(wildcard k8s_dev/*))))
+endif
+endif
+ifneq ($(filter bump-version,$(MAKECMDGOALS)),)
+ifeq ($(filter patch minor major,$(PART)),)
+$(error PART must be patch, minor or major: make bump-version PART=patch)
+endif
+endif
+
+NAMESPACE ?= default
+REGISTRY ?= europe-docker.pkg.dev/my-project/mda
+IMAGE := $(REGISTRY)/model-deployment-app
+WITH_TORCH ?= false
+IMAGE_TAG = $(VERSION)$(if $(filter true,$(WITH_TORCH)),-torch)
+CI_IMAGE ?= model-deployment-app-ci:$(VERSION)
+
+new-model: $(STAMP) ## Create the chart k8s_dev/NAME (optional: JOB INPUT_SIZE MODEL_TYPE BUCKET BLOB PROJECT)
+	$(BIN)/mda new-model $(NAME) $(if $(JOB),--job $(JOB)) $(if $(INPUT_SIZE),--input-size $(INPUT_SIZE)) \
+		$(if $(MODEL_TYPE),--model-type $(MODEL_TYPE)) $(if $(BUCKET),--bucket $(BUCKET)) \
+		$(if $(BLOB),--blob $(BLOB)) $(if $(PROJECT),--project $(PROJECT))
+
+k8s-render: $(STAMP) ## Print the manifests of MODEL (no cluster needed)
+	@$(BIN)/mda render $(MODEL) --namespace $(NAMESPACE)
+
+k8s-deploy: $(STAMP) ## helm upgrade --install MODEL into NAMESPACE (wait, roll back on failure)
+	$(BIN)/mda deploy $(MODEL) --namespace $(NAMESPACE)
+
+k8s-undeploy: $(STAMP) ## helm uninstall MODEL from NAMESPACE
+	$(BIN)/mda undeploy $(MODEL) --namespace $(NAMESPACE)
+
+docker-base: ## Build and push the base image REGISTRY/model-deployment-app:VERSION (WITH_TORCH=true: with torch)
+	@command -v docker >/dev/null || { echo "error: docker is not installed" >&2; exit 1; }
+	DOCKER_BUILDKIT=1 docker build -f docker/Dockerfile --build-arg WITH_TORCH=$(WITH_TORCH) -t $(IMAGE):$(IMAGE_TAG) .
+	docker push $(IMAGE):$(IMAGE_TAG)
+
+docker-ci-test: ## Build the CI test image and run the test suite in it
+	@command -v docker >/dev/null || { echo "error: docker is not installed" >&2; exit 1; }
+	DOCKER_BUILDKIT=1 docker build -f docker/ci.Dockerfile -t $(CI_IMAGE) .
+	docker run --rm $(CI_IMAGE)
+
+bump-version: $(STAMP) ## Bump pyproject's version and every chart's appVersion: PART=patch|minor|major
+	$(BIN)/python -m model_deployment_app.deploy.versioning $(PART)
+
+bench: $(STAMP) ## Load benchmark on loopback: floor, reference app, mda (SOAK=600: the soak test)
+	$(BIN)/python bench/run.py $(if $(SOAK),--soak $(SOAK))

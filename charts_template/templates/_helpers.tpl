@@ -1,0 +1,77 @@
+{{/*
+Names and labels, after the prometheus-community charts. Every template here is called with
+the model chart's context, so .Chart and .Values are the model chart's own.
+*/}}
+
+{{/* The chart name, or nameOverride. */}}
+{{- define "mda-template.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/*
+The name of every object: fullnameOverride, else the release name when it already contains
+the chart name (release = model name, the usual case), else release-chart. Cut to 63
+characters because some Kubernetes name fields are limited to that (DNS labels).
+*/}}
+{{- define "mda-template.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/* name-version, for the helm.sh/chart label. */}}
+{{- define "mda-template.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* Labels on every object. */}}
+{{- define "mda-template.labels" -}}
+helm.sh/chart: {{ include "mda-template.chart" . }}
+{{ include "mda-template.selectorLabels" . }}
+app.kubernetes.io/version: {{ include "mda-template.imageTag" . | trunc 63 | trimSuffix "-" | quote }}
+app.kubernetes.io/component: model-server
+app.kubernetes.io/part-of: model-deployment-app
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+{{- end }}
+
+{{/* Selector labels: never the chart or app version, since selectors are immutable. */}}
+{{- define "mda-template.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "mda-template.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end }}
+
+{{/* The ServiceAccount the pods run as. */}}
+{{- define "mda-template.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create }}
+{{- default (include "mda-template.fullname" .) .Values.serviceAccount.name }}
+{{- else }}
+{{- default "default" .Values.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
+{{/* The image tag: image.tag, or the chart's appVersion (the base image it was made for). */}}
+{{- define "mda-template.imageTag" -}}
+{{- default .Chart.AppVersion .Values.image.tag }}
+{{- end }}
+
+{{/* The ingress path prefix without a trailing slash: ingress.path, default /<name>. */}}
+{{- define "mda-template.ingressPath" -}}
+{{- $path := default (printf "/%s" (include "mda-template.name" .)) .Values.ingress.path }}
+{{- trimSuffix "/" $path }}
+{{- end }}
+
+{{/* One example row of inputSize zeros, for the curl in NOTES.txt. */}}
+{{- define "mda-template.exampleRow" -}}
+{{- $row := list }}
+{{- range until (int .Values.config.inputSize) }}
+{{- $row = append $row 0 }}
+{{- end }}
+{{- toJson $row }}
+{{- end }}

@@ -1,0 +1,22 @@
+{{- define "mda-template.service" -}}
+apiVersion: v1
+kind: Service
+metadata:
+  name: {{ include "mda-template.fullname" . }}
+  namespace: {{ .Release.Namespace }}
+  labels:
+    {{- include "mda-template.labels" . | nindent 4 }}
+  {{- with .Values.service.annotations }}
+  annotations:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
+spec:
+  type: {{ .Values.service.type }}
+  ports:
+    - name: http
+      port: {{ .Values.service.port }}
+      targetPort: http
+      protocol: TCP
+  selector:
+    {{- include "mda-template.selectorLabels" . | nindent 4 }}
+{{- end }}

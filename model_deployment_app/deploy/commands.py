@@ -1,0 +1,219 @@
+"""The chart subcommands of `mda`: new-model, render, deploy, undeploy.
+
+`cli.py` calls `add_commands` with its subparsers; each command sets `handler`, which returns
+the exit status. Mistakes a user can make raise UserError, which `cli.py` prints as one line.
+Nothing here imports Helm at import time (the serving image has no Helm).
+"""
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from model_deployment_app.deploy.helm import Release
+from model_deployment_app.deploy.layout import DEFAULT_IMAGE, Repo, validate_name
+
+_ROOT_HELP = "repository root holding charts_template/ and k8s_dev/ (default: $MDA_REPO_ROOT or .)"
+
+
+def add_commands(subparsers: Any) -> None:
+    """Add new-model, render, deploy and undeploy to the `mda` parser."""
+    _add_new_model(subparsers)
+    _add_render(subparsers)
+    _add_deploy(subparsers)
+    _add_undeploy(subparsers)
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"{value} is not greater than 0")
+    return value
+
+
+def _add_new_model(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "new-model",
+        help="create the Helm chart of a new model in k8s_dev/NAME",
+        description="Create k8s_dev/NAME, a chart built on charts_template/ that deploys as it "
+        "is once the bucket holds the model. Every answer can be changed later in its "
+        "values.yaml.",
+    )
+    parser.add_argument(
+        "name", metavar="NAME", help="model name: a DNS label, e.g. iris-classifier"
+    )
+    parser.add_argument(
+        "--job",
+        choices=("classification", "regression"),
+        default="classification",
+        help="what the model does (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--input-size",
+        type=_positive_int,
+        default=4,
+        metavar="N",
+        help="features per row (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--model-type",
+        choices=("pkl", "joblib", "skops"),
+        default="joblib",
+        help="how the artifact was saved (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--project",
+        default="my-project",
+        metavar="P",
+        help="GCP project of the bucket (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--bucket", default="my-bucket", metavar="B", help="GCS bucket (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--blob", metavar="PATH", help="object name in the bucket (default: NAME/model.TYPE)"
+    )
+    parser.add_argument(
+        "--image",
+        default=DEFAULT_IMAGE,
+        metavar="REPO",
+        help="base image repository, without tag (default: %(default)s)",
+    )
+    parser.add_argument("--root", help=_ROOT_HELP)
+    parser.set_defaults(handler=_new_model)
+
+
+def _new_model(args: argparse.Namespace) -> int:
+    from model_deployment_app.deploy.scaffold import ModelSpec, new_model
+
+    spec = ModelSpec(
+        name=args.name,
+        job=args.job,
+        input_size=args.input_size,
+        model_type=args.model_type,
+        project=args.project,
+        bucket=args.bucket,
+        blob=args.blob,
+        image=args.image,
+    )
+    repo = Repo.find(args.root)
+    chart = new_model(repo, spec)
+    where = chart.relative_to(repo.root) if chart.is_relative_to(repo.root) else chart
+    print(
+        f"created {where}: {spec.job}, {spec.input_size} features, "
+        f"gs://{spec.bucket}/{spec.blob_path}\n"
+        f"next: upload the model there, check {where}/values.yaml, then\n"
+        f"  make k8s-render MODEL={spec.name}\n"
+        f"  make k8s-deploy MODEL={spec.name}"
+    )
+    return 0
+
+
+def _release_arguments(parser: argparse.ArgumentParser, values: bool = True) -> None:
+    parser.add_argument("model", metavar="MODEL", help="model name (a chart in k8s_dev/)")
+    parser.add_argument(
+        "-n", "--namespace", default="default", help="Kubernetes namespace (default: %(default)s)"
+    )
+    if values:
+        parser.add_argument(
+            "-f",
+            "--values",
+            action="append",
+            default=[],
+            type=Path,
+            metavar="FILE",
+            help="extra values file, merged over the chart's values.yaml (repeatable)",
+        )
+    parser.add_argument("--root", help=_ROOT_HELP)
+
+
+def _add_render(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "render",
+        help="print a model's Kubernetes manifests (helm template)",
+        description="Render k8s_dev/MODEL with the real Helm engine and print the manifests. "
+        "Needs no cluster.",
+    )
+    _release_arguments(parser)
+    parser.set_defaults(handler=_render)
+
+
+def _add_deploy(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "deploy",
+        help="install or upgrade a model's release, waiting for it to be ready",
+        description="helm upgrade --install MODEL k8s_dev/MODEL: waits until the pods are "
+        "ready and rolls back on failure. Uses the current kubeconfig context.",
+    )
+    _release_arguments(parser)
+    parser.add_argument(
+        "--timeout",
+        type=_positive_int,
+        default=300,
+        metavar="SECONDS",
+        help="how long to wait for the rollout (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--create-namespace", action="store_true", help="create the namespace if it is missing"
+    )
+    parser.set_defaults(handler=_deploy)
+
+
+def _add_undeploy(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "undeploy",
+        help="uninstall a model's release",
+        description="helm uninstall MODEL: removes every object the chart created.",
+    )
+    _release_arguments(parser, values=False)
+    parser.add_argument(
+        "--timeout",
+        type=_positive_int,
+        default=300,
+        metavar="SECONDS",
+        help="how long to wait for the objects to go (default: %(default)s)",
+    )
+    parser.set_defaults(handler=_undeploy)
+
+
+def _release(args: argparse.Namespace) -> Release:
+    return Release(
+        name=args.model,
+        namespace=args.namespace,
+        values_files=tuple(getattr(args, "values", ())),
+        timeout_s=getattr(args, "timeout", 300),
+    )
+
+
+def _render(args: argparse.Namespace) -> int:
+    from model_deployment_app.deploy.helm import get_engine
+    from model_deployment_app.deploy.stage import staged_chart
+
+    repo = Repo.find(args.root)
+    repo.chart_dir(args.model)
+    engine = get_engine()
+    with staged_chart(repo, args.model) as chart:
+        print(engine.render(chart, _release(args)), end="")
+    return 0
+
+
+def _deploy(args: argparse.Namespace) -> int:
+    from model_deployment_app.deploy.helm import get_engine
+    from model_deployment_app.deploy.stage import staged_chart
+
+    repo = Repo.find(args.root)
+    repo.chart_dir(args.model)
+    engine = get_engine()
+    with staged_chart(repo, args.model) as chart:
+        print(engine.deploy(chart, _release(args), args.create_namespace))
+    return 0
+
+
+def _undeploy(args: argparse.Namespace) -> int:
+    from model_deployment_app.deploy.helm import get_engine
+
+    validate_name(args.model)
+    print(get_engine().undeploy(_release(args)))
+    return 0

@@ -1,0 +1,138 @@
+"""`mda new-model NAME`: a new model chart in k8s_dev/NAME, copied from charts_template/starter.
+
+The starter's templates are one-line includes of the library chart and its values.schema.json
+is the same for every model, so only Chart.yaml and values.yaml carry the model's own answers.
+The chart is written to a temporary sibling directory and renamed into place, so a failure
+leaves nothing behind.
+"""
+
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from model_deployment_app.config import parse_config
+from model_deployment_app.deploy.layout import DEFAULT_IMAGE, Repo, validate_name
+from model_deployment_app.deploy.versioning import package_version
+from model_deployment_app.errors import StartupError, UserError
+
+# Files rendered with the placeholders below; everything else in starter/ is copied as is.
+_RENDERED = ("Chart.yaml", "values.yaml")
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A new model's answers; the defaults are the README's example project and bucket."""
+
+    name: str
+    job: str = "classification"
+    input_size: int = 4
+    model_type: str = "joblib"
+    project: str = "my-project"
+    bucket: str = "my-bucket"
+    blob: str | None = None
+    image: str = DEFAULT_IMAGE
+
+    @property
+    def blob_path(self) -> str:
+        """The object name in the bucket; default `<name>/model.<modelType>`."""
+        return self.blob or f"{self.name}/model.{self.model_type}"
+
+
+def new_model(repo: Repo, spec: ModelSpec) -> Path:
+    """Create k8s_dev/<name>; UserError (nothing written) for a bad or taken name."""
+    validate_name(spec.name)
+    target = repo.charts_dir / spec.name
+    if target.exists():
+        raise UserError(f"model {spec.name!r} already exists: {target}")
+    _refuse_taken_path(repo, spec.name)
+    _check_config(spec)
+    replacements = _replacements(repo, spec)
+
+    repo.charts_dir.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{spec.name}-", dir=repo.charts_dir))
+    try:
+        chart = staging / spec.name
+        shutil.copytree(repo.starter_dir, chart)
+        for name in _RENDERED:
+            path = chart / name
+            path.write_text(_render(path.read_text(), replacements))
+        _check_rendered(chart, spec)
+        chart.rename(target)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return target
+
+
+def _replacements(repo: Repo, spec: ModelSpec) -> dict[str, str]:
+    return {
+        "<CHARTNAME>": spec.name,
+        "<JOB>": spec.job,
+        "<INPUT_SIZE>": str(spec.input_size),
+        "<MODEL_TYPE>": spec.model_type,
+        "<PROJECT>": spec.project,
+        "<BUCKET>": spec.bucket,
+        "<BLOB>": spec.blob_path,
+        "<IMAGE>": spec.image,
+        "<APP_VERSION>": package_version(repo),
+    }
+
+
+def _render(text: str, replacements: dict[str, str]) -> str:
+    for placeholder, value in replacements.items():
+        text = text.replace(placeholder, value)
+    return text
+
+
+def _config(spec: ModelSpec) -> dict[str, Any]:
+    """The config block the chart will carry (CONTRACT section 2)."""
+    return {
+        "name": spec.name,
+        "modelType": spec.model_type,
+        "job": spec.job,
+        "model": {
+            "method": "GCS",
+            "projectName": spec.project,
+            "bucketName": spec.bucket,
+            "blobDir": spec.blob_path,
+        },
+        "inputSize": spec.input_size,
+    }
+
+
+def _check_config(spec: ModelSpec) -> None:
+    """Refuse answers the server would refuse at start-up, before writing anything."""
+    for value in (spec.project, spec.bucket, spec.blob_path, spec.image):
+        if any(c in value for c in '"\\\n'):
+            raise UserError(f"{value!r}: quotes, backslashes and newlines are not allowed")
+    try:
+        parse_config(_config(spec), source="model config")
+    except StartupError as error:
+        raise UserError(str(error)) from None
+
+
+def _check_rendered(chart: Path, spec: ModelSpec) -> None:
+    """The written files must read back as the answers (YAML turns `true` or `null` into
+    something else)."""
+    meta = yaml.safe_load((chart / "Chart.yaml").read_text())
+    values = yaml.safe_load((chart / "values.yaml").read_text())
+    if meta.get("name") != spec.name or values.get("config") != _config(spec):
+        raise UserError(f"{spec.name!r} cannot be written as plain YAML; pick another name")
+    if values.get("image", {}).get("repository") != spec.image:
+        raise UserError(f"image {spec.image!r} cannot be written as plain YAML")
+
+
+def _refuse_taken_path(repo: Repo, name: str) -> None:
+    """Each model owns its ingress path; refuse a name whose /<name> another chart uses."""
+    wanted = f"/{name}"
+    for other in repo.model_names():
+        values = repo.charts_dir / other / "values.yaml"
+        try:
+            ingress = (yaml.safe_load(values.read_text()) or {}).get("ingress") or {}
+        except (OSError, yaml.YAMLError):
+            continue
+        if str(ingress.get("path") or f"/{other}").rstrip("/") == wanted:
+            raise UserError(f"ingress path {wanted} is already used by model {other!r}")
