@@ -262,3 +262,13 @@ def test_cached_answers_equal_computed_ones_and_are_counted(
     np.testing.assert_allclose(b["predictions"], iris_pipeline.predict_proba(second), atol=1e-9)
     assert "mda_cache_hits_total 1.0" in metrics
     assert "mda_cache_misses_total 2.0" in metrics
+
+
+def test_behind_a_prefix_stripping_proxy_docs_point_at_the_prefixed_schema(
+    iris_model: LoadedModel,
+) -> None:
+    app = create_app(settings(), model=iris_model)
+    with TestClient(app, root_path="/iris") as client:  # as uvicorn sets it from MDA_ROOT_PATH
+        assert "/iris/openapi.json" in client.get("/docs").text
+        assert client.post("/predict", json=[[5.1, 3.5, 1.4, 0.2]]).status_code == 200
+        assert client.get("/openapi.json").status_code == 200

@@ -145,22 +145,42 @@ def test_app_version_is_the_package_version() -> None:
         assert meta["appVersion"] == version, model
 
 
-def test_charts_hold_only_generated_stubs_besides_chart_and_values() -> None:
-    """The templates live once: each chart's templates/ and schema are the starter's."""
+def _chart_entries(chart_dir: Path) -> set[str]:
+    """What a model chart directory holds, less what `helm dependency update` leaves."""
+    return {p.name for p in chart_dir.iterdir()} - {"charts", "Chart.lock"}
+
+
+def test_model_charts_hold_only_chart_and_values(fresh_repo: Repo) -> None:
+    """The templates live once: the checkout's charts and a new one hold only their own files."""
+    for model in MODELS:
+        assert _chart_entries(REPO.charts_dir / model) == {"Chart.yaml", "values.yaml"}, model
+    assert _chart_entries(fresh_repo.charts_dir / FRESH) == {"Chart.yaml", "values.yaml"}
+    for stub in (REPO.starter_dir / "templates").rglob("*.yaml"):
+        assert len(stub.read_text().strip().splitlines()) == 1, stub
+
+
+def test_staged_chart_adds_the_starter_templates_and_schema() -> None:
     starter = REPO.starter_dir
     shared = sorted(
         p.relative_to(starter)
-        for p in starter.rglob("*")
-        if p.is_file() and p.name not in ("Chart.yaml", "values.yaml")
+        for p in [*(starter / "templates").rglob("*"), starter / "values.schema.json"]
+        if p.is_file()
     )
-    for model in MODELS:
-        chart_dir = REPO.charts_dir / model
-        files = sorted(p.relative_to(chart_dir) for p in chart_dir.rglob("*") if p.is_file())
-        assert files == sorted([*shared, Path("Chart.yaml"), Path("values.yaml")]), model
+    with staged_chart(REPO, MODELS[0]) as staged:
         for rel in shared:
-            assert (chart_dir / rel).read_bytes() == (starter / rel).read_bytes(), rel
-    for stub in (starter / "templates").rglob("*.yaml"):
-        assert len(stub.read_text().strip().splitlines()) == 1, stub
+            assert (staged / rel).read_bytes() == (starter / rel).read_bytes(), rel
+        assert (staged / "charts" / "mda-template" / "Chart.yaml").is_file()
+        assert not (staged / "charts" / "mda-template" / "starter").exists()
+
+
+def test_a_template_in_the_model_chart_wins_over_the_starter(tmp_path: Path) -> None:
+    repo = _copy_repo(tmp_path)
+    templates = repo.charts_dir / MODELS[0] / "templates"
+    templates.mkdir()
+    (templates / "NOTES.txt").write_text("custom notes\n")
+    rendered = _render(repo, MODELS[0])
+    assert rendered[f"{MODELS[0]}/templates/NOTES.txt"].strip() == "custom notes"
+    assert any("kind: Deployment" in text for text in rendered.values())
 
 
 def test_every_values_key_has_a_comment() -> None:
@@ -322,6 +342,9 @@ def test_ingress_serves_the_model_path_with_the_prefix_stripped(chart: tuple[Rep
     assert path["pathType"] == "ImplementationSpecific"
     assert ingress["metadata"]["annotations"]["nginx.ingress.kubernetes.io/rewrite-target"] == "/$2"
     assert ingress["spec"]["ingressClassName"] == "nginx"
+    container = _one(_objects(repo, name), "Deployment")["spec"]["template"]["spec"]["containers"]
+    env = {e["name"]: e.get("value") for e in container[0]["env"]}
+    assert env["MDA_ROOT_PATH"] == f"/{name}"  # so /docs behind the prefix finds its schema
     service = _one(_objects(repo, name), "Service")
     assert path["backend"]["service"]["name"] == service["metadata"]["name"]
 
@@ -407,10 +430,13 @@ def test_sdk_engine_prints_manifests_in_install_order() -> None:
     assert "NOTES" not in text
 
 
-def test_plain_helm_dependency_update_works_offline(tmp_path: Path) -> None:
-    """Without mda: `helm dependency update` vendors charts_template/ from file://."""
+def test_plain_helm_works_offline_on_a_completed_copy(tmp_path: Path) -> None:
+    """Without mda: the starter's templates and schema copied in, then `helm dependency update`
+    vendors charts_template/ from file:// (docs/charts.md)."""
     repo = _copy_repo(tmp_path)
     chart_dir = repo.charts_dir / MODELS[0]
+    shutil.copytree(repo.starter_dir / "templates", chart_dir / "templates")
+    shutil.copy(repo.starter_dir / "values.schema.json", chart_dir)
     helm.dependency_update(chart_dir, skip_refresh=True)
     assert [d["status"] for d in helm.dependency_list(chart_dir)] == ["ok"]
     with helm.Chart.load(chart_dir) as loaded:

@@ -97,6 +97,7 @@ def test_new_model_creates_a_chart_that_renders(repo: Path) -> None:
     )
     assert created.returncode == 0, created.stderr
     assert "k8s_dev/churn-model" in created.stdout
+    assert _tree(repo / "k8s_dev/churn-model") == ["Chart.yaml", "values.yaml"]
     values = yaml.safe_load((repo / "k8s_dev/churn-model/values.yaml").read_text())
     assert values["config"] == {
         "name": "churn-model",
@@ -214,12 +215,14 @@ def test_no_helm_engine_is_one_line(repo: Path, tmp_path: Path) -> None:
 
 
 def _fake_helm(directory: Path, version: str) -> Path:
-    """A `helm` that records its arguments, for the binary back end."""
+    """A `helm` that records its arguments, and the files of the chart it upgrades with, for
+    the binary back end."""
     log = directory / "helm.args"
     script = directory / "helm"
     script.write_text(
         "#!/bin/sh\n"
         f'echo "$@" >> {log}\n'
+        f'if [ "$1" = upgrade ]; then (cd "$4" && find . -type f | sort) > {log}.chart; fi\n'
         f'case "$1" in version) echo {version};; *) echo "Release \\"$3\\" has been upgraded.";; '
         "esac\n"
     )
@@ -252,7 +255,15 @@ def test_binary_engine_runs_upgrade_install_with_wait_and_rollback(
     assert result.returncode == 0, result.stderr
     upgrade = log.read_text().splitlines()[-1].split()
     assert upgrade[:3] == ["upgrade", "--install", MODELS[0]]
-    assert Path(upgrade[3]).name == MODELS[0]  # the staged chart
+    assert Path(upgrade[3]).name == MODELS[0]  # the staged chart, complete
+    files = Path(f"{log}.chart").read_text().splitlines()
+    assert {
+        "./Chart.yaml",
+        "./values.yaml",
+        "./values.schema.json",
+        "./templates/deployment.yaml",
+        "./charts/mda-template/Chart.yaml",
+    } <= set(files)
     assert {"--namespace=ml", "--wait", atomic, "--timeout=120s"} <= set(upgrade)
 
     result = mda(

@@ -55,6 +55,11 @@ spec:
               value: /tmp/models
             - name: MDA_WORKERS
               value: {{ .Values.workers | quote }}
+            {{- if .Values.ingress.enabled }}
+            # The ingress strips this prefix; the server needs it only so /docs finds its schema.
+            - name: MDA_ROOT_PATH
+              value: {{ include "mda-template.ingressPath" . | quote }}
+            {{- end }}
             {{- with .Values.redisUrl }}
             - name: MDA_REDIS_URL
               value: {{ . | quote }}

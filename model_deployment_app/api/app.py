@@ -85,7 +85,6 @@ def create_app(
         description="Predictions from one scikit-learn or PyTorch model, on a plain REST API "
         "and on the Open Inference Protocol (V2).",
         lifespan=lifespan,
-        root_path=settings.server.root_path,
         # Metrics are Prometheus's here; FastAPI's OpenTelemetry probe would cost every request.
         telemetry={"tracing": False, "metrics": False, "logs": False},
     )

@@ -54,7 +54,8 @@ class Repo:
 
     @property
     def starter_dir(self) -> Path:
-        """What `mda new-model` copies into a new chart."""
+        """Chart.yaml and values.yaml for `mda new-model`; templates/ and values.schema.json
+        for every staged chart."""
         return self.template_dir / "starter"
 
     @property

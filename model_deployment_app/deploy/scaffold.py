@@ -1,9 +1,9 @@
-"""`mda new-model NAME`: a new model chart in k8s_dev/NAME, copied from charts_template/starter.
+"""`mda new-model NAME`: a new model chart in k8s_dev/NAME, from charts_template/starter.
 
-The starter's templates are one-line includes of the library chart and its values.schema.json
-is the same for every model, so only Chart.yaml and values.yaml carry the model's own answers.
-The chart is written to a temporary sibling directory and renamed into place, so a failure
-leaves nothing behind.
+Only the starter's Chart.yaml and values.yaml are written, with the model's answers filled in;
+its templates and values.schema.json are the same for every model and are added when the chart
+is staged (stage.py). The chart is written to a temporary sibling directory and renamed into
+place, so a failure leaves nothing behind.
 """
 
 import shutil
@@ -19,7 +19,7 @@ from model_deployment_app.deploy.layout import DEFAULT_IMAGE, Repo, validate_nam
 from model_deployment_app.deploy.versioning import package_version
 from model_deployment_app.errors import StartupError, UserError
 
-# Files rendered with the placeholders below; everything else in starter/ is copied as is.
+# The only files a model chart holds, rendered from starter/ with the placeholders below.
 _RENDERED = ("Chart.yaml", "values.yaml")
 
 
@@ -56,10 +56,10 @@ def new_model(repo: Repo, spec: ModelSpec) -> Path:
     staging = Path(tempfile.mkdtemp(prefix=f".{spec.name}-", dir=repo.charts_dir))
     try:
         chart = staging / spec.name
-        shutil.copytree(repo.starter_dir, chart)
+        chart.mkdir()
         for name in _RENDERED:
-            path = chart / name
-            path.write_text(_render(path.read_text(), replacements))
+            text = (repo.starter_dir / name).read_text()
+            (chart / name).write_text(_render(text, replacements))
         _check_rendered(chart, spec)
         chart.rename(target)
     finally:

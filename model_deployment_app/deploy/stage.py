@@ -1,10 +1,11 @@
-"""A model chart made installable: a temporary copy with charts_template/ vendored in.
+"""A model chart made installable: a temporary copy completed from charts_template/.
 
-Helm looks for a chart's dependencies in its charts/ folder. Rather than packaging the library
-into every checkout (`helm dependency update`, a .tgz to keep fresh or ignore), each render or
-deploy copies the model chart to a temporary directory and puts the current charts_template/
-beside its templates as charts/mda-template/. This needs no network, leaves the checkout as it
-was, and always uses the template as it is now.
+A model chart in k8s_dev/ holds only Chart.yaml and values.yaml. Each render or deploy copies
+it to a temporary directory, adds the starter's one-line template includes and
+values.schema.json, and vendors the current charts_template/ as its dependency
+charts/mda-template/ (Helm's charts/ folder). This needs no network, leaves the checkout as it
+was, and always uses the template as it is now. A file the model chart holds itself, e.g.
+templates/deployment.yaml, wins over the starter's file of the same path.
 """
 
 import shutil
@@ -22,10 +23,19 @@ LIBRARY_NAME = "mda-template"
 def staged_chart(repo: Repo, name: str) -> Iterator[Path]:
     """Yield the path of a complete, installable copy of model `name`'s chart."""
     source = repo.chart_dir(name)
+    starter = repo.starter_dir
     with tempfile.TemporaryDirectory(prefix="mda-chart-") as tmp:
         chart = Path(tmp) / name
-        # A charts/ or Chart.lock left by a manual `helm dependency update` is replaced.
-        shutil.copytree(source, chart, ignore=shutil.ignore_patterns("charts", "Chart.lock"))
+        shutil.copytree(starter / "templates", chart / "templates")
+        shutil.copy2(starter / "values.schema.json", chart / "values.schema.json")
+        # The model's own files go on top. A charts/ or Chart.lock left by a manual
+        # `helm dependency update` is replaced by the current library below.
+        shutil.copytree(
+            source,
+            chart,
+            ignore=shutil.ignore_patterns("charts", "Chart.lock"),
+            dirs_exist_ok=True,
+        )
         shutil.copytree(
             repo.template_dir,
             chart / "charts" / LIBRARY_NAME,
