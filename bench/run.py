@@ -1,0 +1,151 @@
+"""`make bench`: the load benchmark of issue 4 (CONTRACT section 6).
+
+Trains two demo models, then drives, one after the other on loopback, a bare ASGI floor, a
+small hand-written reference app and `mda serve` (uncached, cached, 64-row requests, and for
+the forest 4 workers), each at 10 and 50 concurrent keep-alive clients, and prints every
+figure next to its ratio to the reference app and to the floor. A MISS on a target is a
+measurement, not a failure: the exit status is non-zero only when something could not be
+measured. `--soak SECONDS` runs the soak test instead (see soak.py).
+"""
+
+import argparse
+import sys
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
+
+import interrupt
+import loadgen
+import models
+import report
+import servers
+import soak
+from report import BATCH, CACHED, FLOOR, REFERENCE, UNCACHED, WORKERS4, WORKERS4_BATCH, Measurement
+from servers import Launch
+
+CLIENTS = (10, 50)
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    bodies: list[bytes]
+    rows_per_request: int = 1
+
+    def renamed(self, name: str) -> "Scenario":
+        return Scenario(name, self.bodies, self.rows_per_request)
+
+
+@dataclass
+class Bench:
+    duration_s: float
+    warmup_s: float
+    measurements: list[Measurement] = field(default_factory=list)
+    memory: report.Memory = field(default_factory=dict)
+    failures: list[str] = field(default_factory=list)
+
+    def serve(
+        self, model: str, label: str, launch: Callable[[int], Launch], scenarios: list[Scenario]
+    ) -> None:
+        """Start one server (`launch` given a free port), run its scenarios, record its
+        memory, stop it. A server that does not start is reported and skipped."""
+        name = f"{model}: {label}"
+        port = servers.free_port()
+        try:
+            with servers.running(name, launch(port)) as pid:
+                for scenario in scenarios:
+                    self._measure(model, scenario, port)
+                self.memory[(model, label)] = servers.pss_bytes(pid)
+        except RuntimeError as error:  # the message names the server
+            self.failures.append(str(error))
+            print(f"FAILED {error}", file=sys.stderr, flush=True)
+
+    def _measure(self, model: str, scenario: Scenario, port: int) -> None:
+        host = servers.HOST
+        requests = [loadgen.post_request(host, port, "/predict", b) for b in scenario.bodies]
+        for clients in CLIENTS:
+            if self.warmup_s > 0:
+                interrupt.run(loadgen.run_load(host, port, requests, clients, self.warmup_s))
+            result = interrupt.run(loadgen.run_load(host, port, requests, clients, self.duration_s))
+            m = Measurement(model, scenario.name, clients, scenario.rows_per_request, result)
+            self.measurements.append(m)
+            print(
+                f"  {model:<7} {scenario.name:<26} {clients:>3} clients: "
+                f"{result.requests_per_s:>8.0f} req/s, {result.errors} errors",
+                file=sys.stderr,
+                flush=True,
+            )
+
+
+def run_scenarios(bench: Bench, workdir: Path) -> None:
+    print("training the demo models", file=sys.stderr, flush=True)
+    single = Scenario(UNCACHED, models.prediction_bodies(5000, seed=1))
+    cached = Scenario(CACHED, models.prediction_bodies(100, seed=2))
+    batch = Scenario(BATCH, models.prediction_bodies(500, rows_per_body=64, seed=3), 64)
+
+    bench.serve("-", FLOOR, partial(servers.uvicorn_app, "floor_app:app"), [single.renamed(FLOOR)])
+    for model in models.train(workdir):
+        reference_env = {"REFERENCE_MODEL_PATH": str(model.artifact)}
+        bench.serve(
+            model.name,
+            REFERENCE,
+            partial(servers.uvicorn_app, "reference_app:app", env=reference_env),
+            [single.renamed(REFERENCE)],
+        )
+        mda = partial(servers.mda_serve, model.config)
+        bench.serve(model.name, UNCACHED, partial(mda, cache=False), [single, batch])
+        bench.serve(model.name, CACHED, partial(mda, cache=True), [cached])
+        if model.name == "forest":
+            bench.serve(
+                model.name,
+                WORKERS4,
+                partial(mda, cache=False, workers=4),
+                [single.renamed(WORKERS4), batch.renamed(WORKERS4_BATCH)],  # as for 1 worker
+            )
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="about 1 s per scenario (smoke)")
+    parser.add_argument("--duration", type=float, help="seconds measured per scenario (5)")
+    parser.add_argument("--warmup", type=float, help="seconds of warm-up per scenario (1)")
+    parser.add_argument("--json", type=Path, help="also write the results as JSON here")
+    parser.add_argument(
+        "--soak", type=float, metavar="SECONDS", help="run the soak test this long instead"
+    )
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    interrupt.install()
+    info = report.machine()
+    report.print_machine(info)
+    with tempfile.TemporaryDirectory(prefix="mda-bench-") as tmp:
+        if args.soak:
+            return soak.run(Path(tmp), args.soak, args.json, info)
+        duration = args.duration or (1.0 if args.quick else 5.0)
+        warmup = args.warmup if args.warmup is not None else (0.3 if args.quick else 1.0)
+        bench = Bench(duration, warmup)
+        run_scenarios(bench, Path(tmp))
+    print(f"\n{duration:g} s per scenario after {warmup:g} s of warm-up; closed loop, keep-alive")
+    report.print_tables(bench.measurements)
+    report.print_memory(bench.memory)
+    report.print_client_cost(bench.measurements)
+    targets = report.targets(bench.measurements, bench.memory)
+    report.print_targets(targets)
+    if args.json:
+        report.write_json(args.json, info, bench.measurements, bench.memory, targets)
+    for failure in bench.failures:
+        print(f"not measured: {failure}", file=sys.stderr)
+    return 1 if bench.failures else 0
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt:
+        print("interrupted; servers stopped", file=sys.stderr)
+        sys.exit(130)
