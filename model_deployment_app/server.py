@@ -101,26 +101,29 @@ def _serve_prefork(settings: Settings, config: ModelConfig) -> None:
     # prometheus-client picks its multiprocess storage when first imported: set it up first.
     if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="mda-metrics-")
+    import uvicorn
     from prometheus_client import multiprocess
 
     from model_deployment_app.api import create_app
     from model_deployment_app.predictor import load_model
 
     model = load_model(config, settings.server)
+    # Everything the workers need is built here, once: the app and uvicorn's loaded config
+    # (which imports the event loop and HTTP protocol modules) are shared copy-on-write.
+    app = create_app(settings, model=model)
+    server_config = _uvicorn_config(app, settings)
+    server_config.load()
     sock = _listen(settings)
-    _freeze_heap()  # also keeps the model's pages shared between the forked workers
+    _freeze_heap()  # also keeps those pages shared: the collector never writes to them
 
     def start_worker() -> int:
         pid = os.fork()
         if pid == 0:
             signal.signal(signal.SIGTERM, signal.SIG_DFL)
             signal.signal(signal.SIGINT, signal.SIG_DFL)
-            import uvicorn
-
             code = 0
             try:
-                app = create_app(settings, model=model)
-                uvicorn.Server(_uvicorn_config(app, settings)).run(sockets=[sock])
+                uvicorn.Server(server_config).run(sockets=[sock])
             except BaseException:
                 log.exception("worker failed")
                 code = 1
