@@ -272,3 +272,29 @@ def test_behind_a_prefix_stripping_proxy_docs_point_at_the_prefixed_schema(
         assert "/iris/openapi.json" in client.get("/docs").text
         assert client.post("/predict", json=[[5.1, 3.5, 1.4, 0.2]]).status_code == 200
         assert client.get("/openapi.json").status_code == 200
+
+
+def test_a_client_that_disconnects_mid_body_is_counted_and_not_answered(
+    iris_model: LoadedModel,
+) -> None:
+    app = create_app(settings(), model=iris_model)
+    sent: list[dict[str, Any]] = []
+    messages = iter(
+        [
+            {"type": "http.request", "body": b'{"instances": [[1, 2', "more_body": True},
+            {"type": "http.disconnect"},
+        ]
+    )
+
+    async def receive() -> dict[str, Any]:
+        return next(messages)
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    scope = {"type": "http", "method": "POST", "path": "/predict", "headers": [],
+             "query_string": b"", "root_path": ""}  # fmt: skip
+    asyncio.run(app(scope, receive, send))
+    assert sent == []
+    metrics = app.state.plane.metrics.render().decode()
+    assert 'route="/predict",status="499"} 1.0' in metrics

@@ -13,7 +13,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from model_deployment_app import __version__
 from model_deployment_app.api.errors import error_response, install_error_handlers
 from model_deployment_app.api.fastpath import FastPath
-from model_deployment_app.api.middleware import MetricsMiddleware
+from model_deployment_app.api.middleware import MetricsMiddleware, RequestRecorder
 from model_deployment_app.api.rest import predict_endpoint, rest_router
 from model_deployment_app.api.v2 import infer_endpoint, v2_router
 from model_deployment_app.cache import build_cache
@@ -30,11 +30,8 @@ LoadFailureHook = Callable[[StartupError], None]
 
 
 class ModelServer(FastAPI):
-    """FastAPI whose entry point is metrics, then the fast path, then FastAPI's own stack.
-
-    Starting before FastAPI's middleware keeps the hot routes cheap (see `fastpath`) and
-    counts every request, whichever way it goes.
-    """
+    """FastAPI whose entry point is the fast path for the hot routes (see `fastpath`), then
+    request metrics and FastAPI's own stack for the rest. Both ways count every request."""
 
     entry: ASGIApp
 
@@ -106,7 +103,11 @@ def create_app(
     async def prometheus_metrics() -> Response:
         return Response(metrics.render(), media_type=metrics.content_type)
 
-    app.entry = MetricsMiddleware(
-        FastPath(partial(FastAPI.__call__, app), hot_routes, error_response), metrics
+    recorder = RequestRecorder(metrics)
+    app.entry = FastPath(
+        MetricsMiddleware(partial(FastAPI.__call__, app), recorder),
+        hot_routes,
+        error_response,
+        recorder,
     )
     return app

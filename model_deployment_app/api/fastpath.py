@@ -7,12 +7,15 @@ request goes on to FastAPI untouched.
 """
 
 import re
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
+
+from model_deployment_app.api.middleware import RequestRecorder
 
 Endpoint = Callable[[Request], Awaitable[Response]]
 ErrorResponder = Callable[[Exception], Response]
@@ -24,10 +27,12 @@ class FastPath:
         app: ASGIApp,
         routes: list[tuple[Any, Endpoint]],
         error_response: ErrorResponder,
+        recorder: RequestRecorder,
     ) -> None:
         """`routes`: (FastAPI route, endpoint) pairs, all POST."""
         self.app = app
         self.error_response = error_response
+        self.recorder = recorder
         self.exact: dict[str, tuple[Any, Endpoint]] = {}
         self.patterns: list[tuple[re.Pattern[str], Any, Endpoint]] = []
         for route, endpoint in routes:
@@ -50,13 +55,20 @@ class FastPath:
         if scope["type"] == "http" and scope["method"] == "POST":
             matched = self._match(scope["path"])
             if matched is not None:
+                started = time.perf_counter()
                 route, endpoint, params = matched
-                scope["route"] = route  # the metrics label, as FastAPI would set it
+                scope["route"] = route
                 scope["path_params"] = params
                 try:
                     response = await endpoint(Request(scope, receive))
+                except ClientDisconnect:  # nobody left to answer: count it as nginx does
+                    self.recorder.record(route.path, "POST", 499, started)
+                    return
                 except Exception as error:
                     response = self.error_response(error)
-                await response(scope, receive, send)
+                try:
+                    await response(scope, receive, send)
+                finally:
+                    self.recorder.record(route.path, "POST", response.status_code, started)
                 return
         await self.app(scope, receive, send)

@@ -1,4 +1,4 @@
-"""Request metrics as a pure ASGI middleware (cheaper than BaseHTTPMiddleware)."""
+"""Request metrics: a recorder shared by the fast path and a pure ASGI middleware for the rest."""
 
 import time
 from typing import Any
@@ -8,11 +8,33 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from model_deployment_app.metrics import Metrics
 
 
-class MetricsMiddleware:
-    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
-        self.app = app
+class RequestRecorder:
+    """Counts a request and its latency under (route template, method, status)."""
+
+    def __init__(self, metrics: Metrics) -> None:
         self.metrics = metrics
-        self._children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
+        self._series: dict[tuple[str, str, int], tuple[Any, Any]] = {}
+
+    def record(self, route: str, method: str, status: int, started: float) -> None:
+        key = (route, method, status)
+        series = self._series.get(key)
+        if series is None:  # labels() is not free: look the children up once per label set
+            labels = (route, method, str(status))
+            series = (
+                self.metrics.requests.labels(*labels),
+                self.metrics.request_latency.labels(*labels),
+            )
+            self._series[key] = series
+        series[0].inc()
+        series[1].observe(time.perf_counter() - started)
+
+
+class MetricsMiddleware:
+    """Records every request that reaches it (the fast path records its own)."""
+
+    def __init__(self, app: ASGIApp, recorder: RequestRecorder) -> None:
+        self.app = app
+        self.recorder = recorder
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -33,19 +55,4 @@ class MetricsMiddleware:
             route: Any = scope.get("route")
             # The route template, not the raw path, keeps label cardinality bounded.
             path = getattr(route, "path", "unmatched")
-            counter, histogram = self._series(path, scope["method"], status)
-            counter.inc()
-            histogram.observe(time.perf_counter() - started)
-
-    def _series(self, route: str, method: str, status: int) -> tuple[Any, Any]:
-        """The labelled children, looked up once per label set (labels() is not free)."""
-        key = (route, method, status)
-        series = self._children.get(key)
-        if series is None:
-            labels = (route, method, str(status))
-            series = (
-                self.metrics.requests.labels(*labels),
-                self.metrics.request_latency.labels(*labels),
-            )
-            self._children[key] = series
-        return series
+            self.recorder.record(path, scope["method"], status, started)
