@@ -76,6 +76,9 @@ def test_serves_pkl_and_skops_artifacts(
     X = diabetes[0][:20]
     reply = httpx.post(f"{server.url}/predict", json={"instances": X.tolist()}).json()
     np.testing.assert_allclose(reply["predictions"], gb_regressor.predict(X), atol=1e-9)
+    tensor = {"name": "x", "shape": list(X.shape), "datatype": "FP64", "data": X.tolist()}
+    v2 = httpx.post(f"{server.url}/v2/models/model/infer", json={"inputs": [tensor]}).json()
+    np.testing.assert_allclose(v2["outputs"][0]["data"], gb_regressor.predict(X), atol=1e-9)
 
 
 async def concurrent_predictions(url: str, rows: np.ndarray) -> list[Any]:

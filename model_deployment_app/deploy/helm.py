@@ -141,27 +141,19 @@ class SdkEngine:
         values = load_values(release.values_files)
         with self._config(release) as config:
             try:
+                options: dict[str, Any] = {
+                    "namespace": release.namespace,
+                    "timeout": release.timeout_s,
+                    "wait": "watcher",
+                    "rollback_on_failure": True,
+                }
                 if self._exists(config, release.name):
-                    result = config.upgrade(
-                        str(chart),
-                        release.name,
-                        values,
-                        namespace=release.namespace,
-                        timeout=release.timeout_s,
-                        wait="watcher",
-                        rollback_on_failure=True,
-                    )
+                    result = config.upgrade(str(chart), release.name, values, **options)
                 else:
                     result = config.install(
-                        str(chart),
-                        release.name,
-                        values,
-                        namespace=release.namespace,
-                        timeout=release.timeout_s,
-                        wait="watcher",
-                        rollback_on_failure=True,
-                        create_namespace=create_namespace,
-                    )
+                        str(chart), release.name, values, create_namespace=create_namespace,
+                        **options,
+                    )  # fmt: skip
             except helm.HelmError as error:
                 raise UserError(f"deploy {release.name} failed: {one_line(error)}") from None
         summary = (
