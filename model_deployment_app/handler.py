@@ -35,7 +35,7 @@ class DataPlane:
             max_delay_seconds=settings.batching.max_batch_delay_ms / 1000,
             observe=metrics.observe_batch,
         )
-        self._key_prefix = b""
+        self._key_prefixes: dict[str, bytes] = {}
 
     @property
     def ready(self) -> bool:
@@ -43,7 +43,7 @@ class DataPlane:
 
     def set_model(self, model: LoadedModel) -> None:
         self.model = model
-        self._key_prefix = f"mda:{model.sha256}:".encode()
+        self._key_prefixes = {o: f"mda:{model.sha256}:{o}:".encode() for o in model.outputs}
         self.metrics.model_load_seconds.set(model.load_seconds)
         self.metrics.model_ready.set(1)
 
@@ -71,7 +71,7 @@ class DataPlane:
         model.check_output(output)
         if self.cache is None:
             return await self._compute(output, rows)
-        prefix = self._key_prefix + output.encode() + b":"
+        prefix = self._key_prefixes[output]
         keys = [prefix + row.tobytes() for row in rows]
         cached = await self.cache.get_many(keys)
         missing = [i for i, value in enumerate(cached) if value is None]

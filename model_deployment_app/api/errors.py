@@ -24,7 +24,7 @@ def error_response(error: Exception) -> Response:
     return json_response({"error": "internal server error"}, 500)
 
 
-async def _serving_error(request: Request, error: Exception) -> Response:
+async def _respond(request: Request, error: Exception) -> Response:
     return error_response(error)
 
 
@@ -36,7 +36,7 @@ async def _validation_error(request: Request, error: Exception) -> Response:
 
 
 def install_error_handlers(app: FastAPI) -> None:
-    app.add_exception_handler(ServingError, _serving_error)
-    app.add_exception_handler(HTTPException, _serving_error)
+    app.add_exception_handler(ServingError, _respond)
+    app.add_exception_handler(HTTPException, _respond)
     app.add_exception_handler(RequestValidationError, _validation_error)
-    app.add_exception_handler(Exception, _serving_error)
+    app.add_exception_handler(Exception, _respond)

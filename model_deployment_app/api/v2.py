@@ -9,7 +9,7 @@ from starlette.responses import Response
 from model_deployment_app import __version__
 from model_deployment_app.api.body import json_response, read_json
 from model_deployment_app.api.fastpath import Endpoint
-from model_deployment_app.errors import InvalidInput, ModelNotFound, NotReady, PayloadTooLarge
+from model_deployment_app.errors import InvalidInput, ModelNotFound, PayloadTooLarge
 from model_deployment_app.handler import DataPlane
 from model_deployment_app.predictor import PREDICT_PROBA, LoadedModel
 from model_deployment_app.rows import to_rows
@@ -128,17 +128,13 @@ def model_for(plane: DataPlane, name: str) -> LoadedModel:
 def v2_router(plane: DataPlane, infer: Endpoint) -> APIRouter:
     router = APIRouter(prefix="/v2", tags=["v2"])
 
-    def model_named(name: str) -> LoadedModel:
-        return model_for(plane, name)
-
     @router.get("/health/live")
     async def live() -> Response:
         return json_response({"live": True})
 
     @router.get("/health/ready")
     async def ready() -> Response:
-        if not plane.ready:
-            raise NotReady(plane.load_error or "the model is still loading")
+        plane.require_model()
         return json_response({"ready": True})
 
     @router.get("")
@@ -149,11 +145,11 @@ def v2_router(plane: DataPlane, infer: Endpoint) -> APIRouter:
 
     @router.get("/models/{name}")
     async def model_metadata(name: str) -> Response:
-        return json_response(_metadata(model_named(name)))
+        return json_response(_metadata(model_for(plane, name)))
 
     @router.get("/models/{name}/ready")
     async def model_ready(name: str) -> Response:
-        model_named(name)
+        model_for(plane, name)
         return json_response({"name": name, "ready": True})
 
     router.add_api_route(
