@@ -13,14 +13,16 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-ModelCall = Callable[[str, np.ndarray], np.ndarray]
+from model_deployment_app.inputs import ModelInput, concat
+
+ModelCall = Callable[[str, ModelInput], np.ndarray]
 BatchObserver = Callable[[int, float], None]
 
 
 @dataclass
 class _Pending:
     output: str
-    rows: np.ndarray
+    rows: ModelInput
     future: asyncio.Future[np.ndarray] = field(repr=False)
 
 
@@ -44,7 +46,7 @@ class Batcher:
         self._full: asyncio.Event | None = None
         self._worker: asyncio.Task[None] | None = None
 
-    async def predict(self, output: str, rows: np.ndarray) -> np.ndarray:
+    async def predict(self, output: str, rows: ModelInput) -> np.ndarray:
         """Return the model's `output` for `rows`, computed in some batch."""
         if self._worker is None or self._worker.done():
             self._start()
@@ -104,7 +106,7 @@ class Batcher:
     async def _run_group(
         self, loop: asyncio.AbstractEventLoop, output: str, group: list[_Pending]
     ) -> None:
-        rows = group[0].rows if len(group) == 1 else np.concatenate([p.rows for p in group])
+        rows = concat([p.rows for p in group])
         started = loop.time()
         try:
             result = await loop.run_in_executor(self._executor, self._call, output, rows)

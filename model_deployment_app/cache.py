@@ -51,7 +51,7 @@ class MemoryCache:
     def set_many(self, keys: Sequence[bytes], values: np.ndarray) -> None:
         expires = time.monotonic() + self._ttl
         for key, value in zip(keys, values, strict=True):
-            self._entries[key] = (expires, value.copy())
+            self._entries[key] = (expires, np.array(value))  # a copy; scalars (labels) too
             self._entries.move_to_end(key)
         while len(self._entries) > self._max_entries:
             self._entries.popitem(last=False)

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from model_deployment_app.errors import StartupError
 
@@ -39,6 +39,20 @@ class LocalSource(_Strict):
 ModelSource = Annotated[GcsSource | LocalSource, Field(discriminator="method")]
 
 
+Datatype = Literal[
+    "BOOL", "INT8", "INT16", "INT32", "INT64", "UINT8", "UINT16", "UINT32", "UINT64",
+    "FP16", "FP32", "FP64", "BYTES",
+]  # fmt: skip
+"""The Open Inference Protocol's tensor datatypes; BYTES holds strings."""
+
+
+class InputSpec(_Strict):
+    """One named, typed column of the model's input (a DataFrame column, or the text)."""
+
+    name: str = Field(min_length=1, max_length=256)
+    datatype: Datatype
+
+
 class ModelConfig(_Strict):
     """What to serve and how: the whole of `config.yaml`."""
 
@@ -46,7 +60,21 @@ class ModelConfig(_Strict):
     model_type: Literal["pkl", "joblib", "skops"] = Field(alias="modelType")
     job: Literal["classification", "regression"]
     model: ModelSource
-    input_size: int = Field(alias="inputSize", gt=0, le=1_000_000)
+    input_size: int | None = Field(default=None, alias="inputSize", gt=0, le=1_000_000)
+    inputs: tuple[InputSpec, ...] | None = Field(default=None, min_length=1, max_length=10_000)
+
+    @model_validator(mode="after")
+    def _one_input_form(self) -> "ModelConfig":
+        if (self.input_size is None) == (self.inputs is None):
+            raise ValueError(
+                "set exactly one of inputSize (rows of numbers) and inputs (named columns)"
+            )
+        if self.inputs is not None:
+            names = [spec.name for spec in self.inputs]
+            repeated = sorted({n for n in names if names.count(n) > 1})
+            if repeated:
+                raise ValueError(f"inputs: repeated column name(s) {', '.join(repeated)}")
+        return self
 
 
 def _describe(error: ValidationError) -> str:
@@ -59,6 +87,8 @@ def _describe(error: ValidationError) -> str:
         message = item["msg"]
         if item["type"] == "extra_forbidden":
             message = "unknown key"
+        elif item["type"] == "value_error":  # our own validators: drop pydantic's prefix
+            message = str(item.get("ctx", {}).get("error", message))
         parts.append(f"{key}: {message}")
     return "; ".join(parts)
 

@@ -1,7 +1,8 @@
 """The protocol-neutral request handler: cache, batch, predict.
 
-The plain REST routes and the V2 routes both decode their payload into a float64 array and
-call `DataPlane.infer`; everything after decoding happens here, once.
+The plain REST routes and the V2 routes both decode their payload into the model input (a
+float64 array, or a `Table` of named columns) with a codec and call `DataPlane.infer`;
+everything after decoding happens here, once.
 """
 
 import asyncio
@@ -13,6 +14,7 @@ import numpy as np
 from model_deployment_app.batching import Batcher
 from model_deployment_app.cache import PredictionCache
 from model_deployment_app.errors import NotReady, PredictionFailed
+from model_deployment_app.inputs import ModelInput, row_keys
 from model_deployment_app.metrics import Metrics
 from model_deployment_app.predictor import LoadedModel
 from model_deployment_app.settings import Settings
@@ -43,7 +45,8 @@ class DataPlane:
 
     def set_model(self, model: LoadedModel) -> None:
         self.model = model
-        self._key_prefixes = {o: f"mda:{model.sha256}:{o}:".encode() for o in model.outputs}
+        tag = f"mda:{model.sha256}:{model.schema.fingerprint}"
+        self._key_prefixes = {o: f"{tag}:{o}:".encode() for o in model.outputs}
         self.metrics.model_load_seconds.set(model.load_seconds)
         self.metrics.model_ready.set(1)
 
@@ -52,11 +55,11 @@ class DataPlane:
             raise NotReady(self.load_error or "the model is still loading; try again shortly")
         return self.model
 
-    def _call_model(self, output: str, rows: np.ndarray) -> np.ndarray:
+    def _call_model(self, output: str, rows: ModelInput) -> np.ndarray:
         assert self.model is not None
         return self.model.run(output, rows)
 
-    async def _compute(self, output: str, rows: np.ndarray) -> np.ndarray:
+    async def _compute(self, output: str, rows: ModelInput) -> np.ndarray:
         try:
             return await self._batcher.predict(output, rows)
         except asyncio.CancelledError:
@@ -65,20 +68,20 @@ class DataPlane:
             log.exception("prediction failed")
             raise PredictionFailed(f"prediction failed: {type(error).__name__}: {error}") from None
 
-    async def infer(self, rows: np.ndarray, output: str) -> np.ndarray:
+    async def infer(self, rows: ModelInput, output: str) -> np.ndarray:
         """The model's `output` for each row of `rows`, from the cache where it can."""
         model = self.require_model()
         model.check_output(output)
         if self.cache is None:
             return await self._compute(output, rows)
         prefix = self._key_prefixes[output]
-        keys = [prefix + row.tobytes() for row in rows]
+        keys = row_keys(rows, prefix)
         cached = await self.cache.get_many(keys)
         missing = [i for i, value in enumerate(cached) if value is None]
         self.metrics.cache_hits.inc(len(rows) - len(missing))
         if not missing:
             if len(cached) == 1:  # the common single-row request: skip np.stack
-                return cached[0][np.newaxis]  # type: ignore[index]
+                return np.expand_dims(cached[0], 0)  # type: ignore[arg-type]
             return np.stack(cached)  # type: ignore[arg-type]
         self.metrics.cache_misses.inc(len(missing))
         if len(missing) == len(rows):

@@ -14,7 +14,9 @@ import numpy as np
 from model_deployment_app import storage
 from model_deployment_app.config import ModelConfig
 from model_deployment_app.errors import InvalidInput, StartupError
+from model_deployment_app.inputs import ModelInput
 from model_deployment_app.loading import load_estimator
+from model_deployment_app.schema import InputSchema, schema_for
 from model_deployment_app.settings import ServerSettings
 
 log = logging.getLogger(__name__)
@@ -25,12 +27,12 @@ PREDICT_PROBA = "predict_proba"
 
 @dataclass
 class LoadedModel:
-    """An estimator ready to serve, and its facts: job, width, classes, digest."""
+    """An estimator ready to serve, and its facts: job, inputs, classes, digest."""
 
     name: str
     job: str
     estimator: Any
-    input_size: int
+    schema: InputSchema
     sha256: str
     classes: list[Any] | None = None
     output_width: int | None = None  # columns per row of the default output; None: scalar
@@ -49,11 +51,12 @@ class LoadedModel:
             )
         return output
 
-    def run(self, output: str, rows: np.ndarray) -> np.ndarray:
-        """Call the estimator on a float64 array of shape (n, input_size)."""
+    def run(self, output: str, rows: ModelInput) -> np.ndarray:
+        """Call the estimator on `rows`, in the form its schema says it takes."""
+        features = self.schema.to_model(rows)
         if output == PREDICT_PROBA:
-            return np.ascontiguousarray(self.estimator.predict_proba(rows), dtype=np.float64)
-        return np.ascontiguousarray(self.estimator.predict(rows))
+            return np.ascontiguousarray(self.estimator.predict_proba(features), dtype=np.float64)
+        return np.ascontiguousarray(self.estimator.predict(features))
 
 
 def _platform_of(estimator: Any) -> str:
@@ -65,16 +68,12 @@ def prepare(estimator: Any, config: ModelConfig, sha256: str) -> LoadedModel:
     what = type(estimator).__name__
     if not callable(getattr(estimator, "predict", None)):
         raise StartupError(f"the artifact ({what}) has no predict method")
-    width = getattr(estimator, "n_features_in_", None)
-    if isinstance(width, int | np.integer) and width != config.input_size:
-        raise StartupError(
-            f"inputSize is {config.input_size} but the model ({what}) expects {width} features"
-        )
+    schema = schema_for(config, estimator)
     model = LoadedModel(
         name=config.name,
         job=config.job,
         estimator=estimator,
-        input_size=config.input_size,
+        schema=schema,
         sha256=sha256,
         platform=_platform_of(estimator),
     )
@@ -84,27 +83,37 @@ def prepare(estimator: Any, config: ModelConfig, sha256: str) -> LoadedModel:
         model.outputs = (PREDICT_PROBA, PREDICT)
     else:
         model.outputs = (PREDICT,)
-    probe = np.zeros((2, config.input_size))
-    try:
-        warm = model.run(model.default_output, probe)
-    except Exception as error:
-        raise StartupError(
-            f"the model ({what}) fails on rows of inputSize={config.input_size}: "
-            f"{type(error).__name__}: {error}"
-        ) from None
+    warm = _warm_up(model)
     if config.job == "classification":
         classes = getattr(estimator, "classes_", None)
         if classes is None:
             raise StartupError(f"job is classification but the model ({what}) has no classes_")
         model.classes = np.asarray(classes).tolist()
-        if warm.ndim != 2 or warm.shape[1] != len(model.classes):
+        if warm is not None and (warm.ndim != 2 or warm.shape[1] != len(model.classes)):
             raise StartupError(
                 f"predict_proba returns {warm.shape[1:]} columns for {len(model.classes)} classes"
             )
         model.output_width = len(model.classes)
-    else:
+    elif warm is not None:
         model.output_width = warm.shape[1] if warm.ndim == 2 else None
     return model
+
+
+def _warm_up(model: LoadedModel) -> np.ndarray | None:
+    """One call on placeholder rows (zeros, empty strings): proves a model of numbers serves
+    its width, and learns the output's shape. A model with named inputs may rightly refuse
+    placeholders (an encoder that knows only its categories): then it is served unwarmed."""
+    what = type(model.estimator).__name__
+    try:
+        return model.run(model.default_output, model.schema.placeholder())
+    except Exception as error:
+        problem = f"{type(error).__name__}: {error}"
+        if model.schema.layout == "tensor":
+            raise StartupError(
+                f"the model ({what}) fails on rows of inputSize={model.schema.width}: {problem}"
+            ) from None
+        log.info("warm-up skipped: the model refuses placeholder rows (%s)", problem)
+        return None
 
 
 def load_model(config: ModelConfig, settings: ServerSettings) -> LoadedModel:

@@ -18,14 +18,17 @@ from typing import Any
 import httpx
 import joblib
 import numpy as np
+import pandas as pd
 import pytest
 import yaml
+from sklearn.compose import ColumnTransformer
 from sklearn.datasets import load_diabetes, load_iris
 from sklearn.ensemble import GradientBoostingRegressor
+from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression, Ridge
 from sklearn.multioutput import MultiOutputRegressor
 from sklearn.pipeline import Pipeline, make_pipeline
-from sklearn.preprocessing import StandardScaler
+from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
 from model_deployment_app.config import parse_config
 from model_deployment_app.predictor import LoadedModel, prepare
@@ -73,25 +76,97 @@ def multi_output_regressor(diabetes: tuple[np.ndarray, np.ndarray]) -> MultiOutp
     return MultiOutputRegressor(Ridge()).fit(X, np.c_[y, np.log1p(y), -y])
 
 
+# Named, mixed-type inputs: what most real scikit-learn pipelines are trained on.
+PEOPLE_INPUTS = [
+    {"name": "age", "datatype": "INT64"},
+    {"name": "income", "datatype": "FP64"},
+    {"name": "city", "datatype": "BYTES"},
+    {"name": "member", "datatype": "BOOL"},
+]
+TEXT_INPUTS = [{"name": "review", "datatype": "BYTES"}]
+
+
+@pytest.fixture(scope="session")
+def people() -> tuple[pd.DataFrame, np.ndarray]:
+    rng = np.random.default_rng(7)
+    n = 400
+    frame = pd.DataFrame(
+        {
+            "age": rng.integers(18, 80, n),
+            "income": rng.normal(50_000, 12_000, n).round(2),
+            "city": rng.choice(["Paris", "Lyon", "Nice", "Lille"], n),
+            "member": rng.choice([True, False], n),
+        }
+    )
+    score = sum(
+        np.asarray(c, dtype=int)
+        for c in (frame.age > 40, frame.city == "Paris", frame.member, frame.income > 55_000)
+    )
+    return frame, np.asarray(["low", "mid", "high", "high", "high"])[score]
+
+
+@pytest.fixture(scope="session")
+def mixed_pipeline(people: tuple[pd.DataFrame, np.ndarray]) -> Pipeline:
+    """A ColumnTransformer pipeline on a DataFrame: scaled numbers, one-hot strings, a bool."""
+    frame, y = people
+    columns = ColumnTransformer(
+        [
+            ("numbers", StandardScaler(), ["age", "income"]),
+            ("city", OneHotEncoder(handle_unknown="ignore"), ["city"]),
+            ("member", "passthrough", ["member"]),
+        ]
+    )
+    return make_pipeline(columns, LogisticRegression(max_iter=1000)).fit(frame, y)
+
+
+@pytest.fixture(scope="session")
+def reviews() -> tuple[list[str], list[str]]:
+    good = ["a great film", "wonderful acting", "loved it", "great fun", "superb and moving"]
+    bad = ["an awful film", "boring plot", "hated it", "dull and slow", "terrible acting"]
+    return good + bad, ["pos"] * len(good) + ["neg"] * len(bad)
+
+
+@pytest.fixture(scope="session")
+def text_pipeline(reviews: tuple[list[str], list[str]]) -> Pipeline:
+    """TF-IDF and a classifier: fed a 1-D array of strings."""
+    texts, labels = reviews
+    return make_pipeline(TfidfVectorizer(), LogisticRegression()).fit(texts * 3, labels * 3)
+
+
 def serving_config(
-    artifact: Path, *, job: str, input_size: int, model_type: str = "joblib", **extra: Any
+    artifact: Path,
+    *,
+    job: str,
+    input_size: int | None = None,
+    inputs: list[dict[str, str]] | None = None,
+    model_type: str = "joblib",
+    **extra: Any,
 ) -> dict[str, Any]:
-    return {
+    config = {
         "name": extra.pop("name", "toy"),
         "modelType": model_type,
         "job": job,
         "model": {"method": "LOCAL", "path": str(artifact), **extra},
-        "inputSize": input_size,
     }
+    if inputs is not None:
+        config["inputs"] = inputs
+    else:
+        config["inputSize"] = input_size
+    return config
 
 
-def loaded(estimator: Any, job: str, input_size: int, name: str = "toy") -> LoadedModel:
+def loaded(
+    estimator: Any,
+    job: str,
+    input_size: int | None = None,
+    name: str = "toy",
+    inputs: list[dict[str, str]] | None = None,
+) -> LoadedModel:
     """A LoadedModel straight from an estimator, for in-process apps."""
-    config = parse_config(
-        {"name": name, "modelType": "joblib", "job": job, "inputSize": input_size,
-         "model": {"method": "LOCAL", "path": "/unused"}}
-    )  # fmt: skip
-    return prepare(estimator, config, sha256="0" * 64)
+    config = serving_config(
+        Path("/unused"), job=job, input_size=input_size, inputs=inputs, name=name
+    )
+    return prepare(estimator, parse_config(config), sha256="0" * 64)
 
 
 @pytest.fixture
@@ -99,7 +174,13 @@ def write_model(tmp_path: Path) -> Callable[..., tuple[Path, Path]]:
     """Dump an estimator and write a LOCAL config for it; returns (config path, artifact)."""
 
     def write(
-        estimator: Any, *, job: str, input_size: int, model_type: str = "joblib", **extra: Any
+        estimator: Any,
+        *,
+        job: str,
+        input_size: int | None = None,
+        inputs: list[dict[str, str]] | None = None,
+        model_type: str = "joblib",
+        **extra: Any,
     ) -> tuple[Path, Path]:
         artifact = tmp_path / f"model.{model_type}"
         if model_type == "skops":
@@ -109,8 +190,9 @@ def write_model(tmp_path: Path) -> Callable[..., tuple[Path, Path]]:
         else:
             joblib.dump(estimator, artifact)
         config = serving_config(
-            artifact, job=job, input_size=input_size, model_type=model_type, **extra
-        )
+            artifact, job=job, input_size=input_size, inputs=inputs, model_type=model_type,
+            **extra,
+        )  # fmt: skip
         path = tmp_path / "config.yaml"
         path.write_text(yaml.safe_dump(config))
         return path, artifact

@@ -49,7 +49,7 @@ def test_local_source_and_default_name() -> None:
         (with_changes(modelType="onnx"), "modelType:"),
         (with_changes(inputSize=0), "inputSize:"),
         (with_changes(inputSize="four"), "inputSize:"),
-        ({k: v for k, v in GCS_CONFIG.items() if k != "inputSize"}, "inputSize: Field required"),
+        ({k: v for k, v in GCS_CONFIG.items() if k != "inputSize"}, "config: set exactly one of inputSize (rows of numbers) and inputs"),
         (with_changes(model={"method": "S3", "path": "x"}), "model:"),
         (with_changes(model={"method": "GCS", "projectName": "p", "blobDir": "b"}),
          "model.bucketName: Field required"),
@@ -90,3 +90,33 @@ def test_invalid_yaml_is_one_line(tmp_path: Path) -> None:
 def test_a_list_instead_of_a_mapping_is_refused() -> None:
     with pytest.raises(StartupError, match="expected a mapping"):
         parse_config(["job", "regression"])
+
+
+def test_named_inputs_replace_input_size() -> None:
+    data = {k: v for k, v in GCS_CONFIG.items() if k != "inputSize"}
+    config = parse_config({**data, "inputs": [{"name": "age", "datatype": "INT64"},
+                                              {"name": "city", "datatype": "BYTES"}]})  # fmt: skip
+    assert config.input_size is None
+    assert [(i.name, i.datatype) for i in config.inputs or ()] == [("age", "INT64"), ("city", "BYTES")]
+
+
+@pytest.mark.parametrize(
+    ("inputs", "message"),
+    [
+        ([{"name": "a", "datatype": "STRING"}], "inputs.0.datatype: Input should be 'BOOL'"),
+        ([{"name": "a", "datatype": "FP64"}, {"name": "a", "datatype": "BYTES"}],
+         "inputs: repeated column name(s) a"),
+        ([], "inputs: Tuple should have at least 1 item"),
+        ([{"name": "a"}], "inputs.0.datatype: Field required"),
+    ],
+)  # fmt: skip
+def test_bad_inputs_are_refused_naming_the_key(inputs: list, message: str) -> None:
+    data = {k: v for k, v in GCS_CONFIG.items() if k != "inputSize"}
+    with pytest.raises(StartupError) as refused:
+        parse_config({**data, "inputs": inputs})
+    assert message in str(refused.value)
+
+
+def test_input_size_and_inputs_together_are_refused() -> None:
+    with pytest.raises(StartupError, match="set exactly one of inputSize"):
+        parse_config({**GCS_CONFIG, "inputs": [{"name": "a", "datatype": "FP64"}]})

@@ -7,9 +7,12 @@ from starlette.responses import Response
 
 from model_deployment_app.api.body import json_response, read_json
 from model_deployment_app.api.fastpath import Endpoint
-from model_deployment_app.errors import InvalidInput
+from model_deployment_app.codecs.rest import decode_predict
 from model_deployment_app.handler import DataPlane
-from model_deployment_app.rows import to_rows
+
+_ROWS = {"type": "array", "items": {"type": "array"}, "minItems": 1}
+_RECORDS = {"type": "array", "items": {"type": "object"}, "minItems": 1}
+_VALUES = {"type": "array", "items": {"type": ["string", "number", "boolean"]}, "minItems": 1}
 
 _PREDICT_BODY: dict[str, Any] = {
     "required": True,
@@ -19,24 +22,48 @@ _PREDICT_BODY: dict[str, Any] = {
                 "oneOf": [
                     {
                         "type": "object",
-                        "properties": {"instances": {"type": "array", "items": {"type": "array"}}},
+                        "description": "Rows in column order, records of named columns, or "
+                        "one value per row (a one-input model, e.g. text).",
+                        "properties": {"instances": {"oneOf": [_ROWS, _RECORDS, _VALUES]}},
                         "required": ["instances"],
                     },
-                    {"type": "array", "items": {"type": "array", "items": {"type": "number"}}},
+                    {
+                        "type": "object",
+                        "description": "MLflow's split DataFrame layout.",
+                        "properties": {
+                            "dataframe_split": {
+                                "type": "object",
+                                "properties": {
+                                    "columns": {"type": "array", "items": {"type": "string"}},
+                                    "data": _ROWS,
+                                },
+                                "required": ["columns", "data"],
+                            }
+                        },
+                        "required": ["dataframe_split"],
+                    },
+                    {
+                        "type": "object",
+                        "description": "MLflow's records DataFrame layout.",
+                        "properties": {"dataframe_records": _RECORDS},
+                        "required": ["dataframe_records"],
+                    },
+                    {**_ROWS, "description": "A bare array of rows."},
                 ]
             },
-            "example": {"instances": [[5.1, 3.5, 1.4, 0.2]]},
+            "examples": {
+                "rows": {"value": {"instances": [[5.1, 3.5, 1.4, 0.2]]}},
+                "records": {"value": {"instances": [{"age": 31, "city": "Paris"}]}},
+                "text": {"value": {"instances": ["a great film"]}},
+                "dataframe_split": {
+                    "value": {"dataframe_split": {"columns": ["age", "city"],
+                                                  "data": [[31, "Paris"]]}}  # fmt: skip
+                },
+                "dataframe_records": {"value": {"dataframe_records": [{"age": 31, "city": "Paris"}]}},
+            },
         }
     },
 }
-
-
-def _instances(payload: Any) -> Any:
-    if isinstance(payload, dict):
-        if "instances" not in payload:
-            raise InvalidInput('expected {"instances": [[...], ...]} or a JSON array of rows')
-        return payload["instances"]
-    return payload
 
 
 def predict_endpoint(plane: DataPlane) -> Endpoint:
@@ -46,7 +73,7 @@ def predict_endpoint(plane: DataPlane) -> Endpoint:
         """Classification: a probability row per instance and the classes; regression: values."""
         model = plane.require_model()
         payload = await read_json(request, limits.max_body_bytes)
-        rows = to_rows(_instances(payload), model.input_size, limits.max_rows)
+        rows = decode_predict(payload, model.schema, limits.max_rows)
         predictions = await plane.infer(rows, model.default_output)
         if model.classes is not None:
             return json_response({"predictions": predictions, "classes": model.classes})

@@ -9,63 +9,39 @@ from starlette.responses import Response
 from model_deployment_app import __version__
 from model_deployment_app.api.body import json_response, read_json
 from model_deployment_app.api.fastpath import Endpoint
-from model_deployment_app.errors import InvalidInput, ModelNotFound, PayloadTooLarge
+from model_deployment_app.codecs.v2 import datatype_of, decode_inputs, read_tensors
+from model_deployment_app.errors import InvalidInput, ModelNotFound
 from model_deployment_app.handler import DataPlane
 from model_deployment_app.predictor import PREDICT_PROBA, LoadedModel
-from model_deployment_app.rows import to_rows
-
-_DATATYPES = ("FP32", "FP64")
 
 _INFER_BODY: dict[str, Any] = {
     "required": True,
     "content": {
         "application/json": {
-            "example": {
-                "inputs": [
-                    {
-                        "name": "input-0",
-                        "shape": [1, 4],
-                        "datatype": "FP64",
-                        "data": [5.1, 3.5, 1.4, 0.2],
-                    }
-                ],
-                "outputs": [{"name": "predict_proba"}],
+            "examples": {
+                "tensor": {
+                    "summary": "A model of inputSize numbers: one [rows, inputSize] tensor",
+                    "value": {
+                        "inputs": [{"name": "input-0", "shape": [1, 4], "datatype": "FP64",
+                                    "data": [5.1, 3.5, 1.4, 0.2]}],  # fmt: skip
+                        "outputs": [{"name": "predict_proba"}],
+                    },
+                },
+                "columns": {
+                    "summary": "A model with named inputs: one tensor per column",
+                    "value": {
+                        "inputs": [
+                            {"name": "age", "shape": [2], "datatype": "INT64", "data": [31, 45]},
+                            {"name": "city", "shape": [2], "datatype": "BYTES",
+                             "data": ["Paris", "Lyon"]},  # fmt: skip
+                        ],
+                        "parameters": {"content_type": "pd"},
+                    },
+                },
             }
         }
     },
 }
-
-
-def _decode_input(payload: Any, model: LoadedModel, max_rows: int) -> np.ndarray:
-    inputs = payload.get("inputs") if isinstance(payload, dict) else None
-    if not isinstance(inputs, list) or len(inputs) != 1 or not isinstance(inputs[0], dict):
-        raise InvalidInput('expected "inputs": a list with one tensor of shape [rows, inputSize]')
-    tensor = inputs[0]
-    datatype, shape, data = tensor.get("datatype"), tensor.get("shape"), tensor.get("data")
-    if datatype not in _DATATYPES:
-        raise InvalidInput(f"input datatype {datatype!r} is not supported; use FP32 or FP64")
-    if (
-        not isinstance(shape, list)
-        or len(shape) != 2
-        or not all(isinstance(d, int) and not isinstance(d, bool) for d in shape)
-    ):
-        raise InvalidInput(f"input shape must be [rows, {model.input_size}], got {shape!r}")
-    n_rows, width = shape
-    if width != model.input_size:
-        raise InvalidInput(f"input shape {shape}: expected {model.input_size} features (inputSize)")
-    if not isinstance(data, list):
-        raise InvalidInput("input data must be a list, flat or nested")
-    if n_rows > max_rows:
-        raise PayloadTooLarge(f"{n_rows} rows in one request; the limit is {max_rows}")
-    if data and not isinstance(data[0], list):
-        if len(data) != n_rows * width:
-            needed = n_rows * width
-            raise InvalidInput(f"input shape {shape} needs {needed} values, got {len(data)}")
-        data = [data[i * width : (i + 1) * width] for i in range(n_rows)]
-    rows = to_rows(data, model.input_size, max_rows)
-    if len(rows) != n_rows:
-        raise InvalidInput(f"input shape {shape} declares {n_rows} rows, data has {len(rows)}")
-    return rows
 
 
 def _requested_outputs(payload: dict[str, Any], model: LoadedModel) -> list[str]:
@@ -77,28 +53,24 @@ def _requested_outputs(payload: dict[str, Any], model: LoadedModel) -> list[str]
     return [model.check_output(str(o.get("name"))) for o in wanted] or [model.default_output]
 
 
-def _datatype(values: np.ndarray) -> str:
-    kind = values.dtype.kind
-    if kind == "f":
-        return "FP64"
-    if kind in "iu":
-        return "INT64"
-    if kind == "b":
-        return "BOOL"
-    return "BYTES"
-
-
 def _output_tensor(name: str, values: np.ndarray, model: LoadedModel) -> dict[str, Any]:
     flat = values.ravel()
     tensor: dict[str, Any] = {
         "name": name,
         "shape": list(values.shape),
-        "datatype": _datatype(values),
+        "datatype": datatype_of(values),
         "data": flat if flat.dtype.kind in "fiub" else flat.tolist(),
     }
     if name == PREDICT_PROBA:
         tensor["parameters"] = {"classes": model.classes}
     return tensor
+
+
+def _input_metadata(model: LoadedModel) -> list[dict[str, Any]]:
+    schema = model.schema
+    if schema.layout == "tensor":
+        return [{"name": "input-0", "datatype": "FP64", "shape": [-1, schema.width]}]
+    return [{"name": c.name, "datatype": c.datatype, "shape": [-1]} for c in schema]
 
 
 def _metadata(model: LoadedModel) -> dict[str, Any]:
@@ -112,7 +84,7 @@ def _metadata(model: LoadedModel) -> dict[str, Any]:
         "name": model.name,
         "versions": [model.sha256[:12]],
         "platform": model.platform,
-        "inputs": [{"name": "input-0", "datatype": "FP64", "shape": [-1, model.input_size]}],
+        "inputs": _input_metadata(model),
         "outputs": outputs,
         "parameters": {"job": model.job, "classes": model.classes, "sha256": model.sha256},
     }
@@ -169,10 +141,10 @@ def infer_endpoint(plane: DataPlane) -> Endpoint:
     limits = plane.settings.server
 
     async def infer(request: Request) -> Response:
-        """Open Inference Protocol inference: one input tensor [rows, inputSize]."""
+        """Open Inference Protocol inference: one tensor [rows, inputSize], or one per column."""
         model = model_for(plane, request.path_params["name"])
         payload = await read_json(request, limits.max_body_bytes)
-        rows = _decode_input(payload, model, limits.max_rows)
+        rows = decode_inputs(read_tensors(payload), model.schema, limits.max_rows)
         outputs = []
         for output in _requested_outputs(payload, model):
             values = await plane.infer(rows, output)

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from model_deployment_app.errors import InvalidInput, PayloadTooLarge
-from model_deployment_app.rows import to_rows
+from model_deployment_app.codecs.rows import to_rows
 
 
 def test_rows_become_one_float64_array() -> None:
