@@ -6,10 +6,12 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+PEERS := .venv-peers
+PEERS_STAMP := $(PEERS)/.installed
 PORT ?= 8080
 VERSION = $(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml | head -n 1)
 
-.PHONY: help install system-deps run test lint bench new-model k8s-render k8s-deploy \
+.PHONY: help install peers system-deps run test lint bench new-model k8s-render k8s-deploy \
 	k8s-undeploy docker-base docker-ci-test bump-version clean
 
 help: ## List the targets
@@ -25,6 +27,15 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP) ## Install the package, torch (CPU), deploy tools and dev tools into .venv
 
+# Peers' clients pin FastAPI versions of their own, so they get a venv of their own. The
+# tests use them to build requests exactly as MLServer's, KServe's and Triton's clients do.
+$(PEERS_STAMP): tests/peers/requirements.txt
+	@test -x $(PEERS)/bin/python || $(PYTHON) -m venv $(PEERS)
+	$(PEERS)/bin/pip install -q -r tests/peers/requirements.txt
+	@touch $(PEERS_STAMP)
+
+peers: $(PEERS_STAMP) ## Install the peers' client libraries into .venv-peers (for the tests)
+
 system-deps: ## Install redis-server from Debian when missing (tests start a real one)
 	@command -v redis-server >/dev/null || { \
 		echo "installing redis-server (apt)"; \
@@ -35,7 +46,7 @@ run: $(STAMP) ## Serve a demo model (iris, trained here) on localhost:$(PORT)
 	$(BIN)/python -m model_deployment_app.demo demo
 	MDA_CONFIG_PATH=demo/config.yaml PORT=$(PORT) MDA_HOST=127.0.0.1 $(BIN)/mda serve
 
-test: $(STAMP) system-deps ## Run the whole test suite
+test: $(STAMP) $(PEERS_STAMP) system-deps ## Run the whole test suite
 	$(BIN)/python -m pytest
 
 lint: $(STAMP) ## ruff and mypy
@@ -44,13 +55,13 @@ lint: $(STAMP) ## ruff and mypy
 	$(BIN)/mypy
 
 clean: ## Remove the virtual environment and caches
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache demo
+	rm -rf $(VENV) $(PEERS) .pytest_cache .mypy_cache .ruff_cache demo
 
 # --- Charts and images -------------------------------------------------------------------
 # A missing NAME, MODEL or PART stops make with one line, before anything is installed.
 ifneq ($(filter new-model,$(MAKECMDGOALS)),)
 ifeq ($(NAME),)
-$(error NAME is not set: make new-model NAME=<model-name> [JOB=classification|regression INPUT_SIZE=N BUCKET=... BLOB=... PROJECT=...])
+$(error NAME is not set: make new-model NAME=<model-name> [JOB=classification|regression INPUT_SIZE=N or INPUTS=age:INT64,city:BYTES BUCKET=... BLOB=... PROJECT=...])
 endif
 endif
 ifneq ($(filter k8s-render k8s-deploy k8s-undeploy,$(MAKECMDGOALS)),)
@@ -71,8 +82,9 @@ WITH_TORCH ?= false
 IMAGE_TAG = $(VERSION)$(if $(filter true,$(WITH_TORCH)),-torch)
 CI_IMAGE ?= model-deployment-app-ci:$(VERSION)
 
-new-model: $(STAMP) ## Create the chart k8s_dev/NAME (optional: JOB INPUT_SIZE MODEL_TYPE BUCKET BLOB PROJECT)
+new-model: $(STAMP) ## Create the chart k8s_dev/NAME (optional: JOB INPUT_SIZE or INPUTS=age:INT64,city:BYTES MODEL_TYPE BUCKET BLOB PROJECT)
 	$(BIN)/mda new-model $(NAME) $(if $(JOB),--job $(JOB)) $(if $(INPUT_SIZE),--input-size $(INPUT_SIZE)) \
+		$(if $(INPUTS),--inputs '$(INPUTS)') \
 		$(if $(MODEL_TYPE),--model-type $(MODEL_TYPE)) $(if $(BUCKET),--bucket $(BUCKET)) \
 		$(if $(BLOB),--blob $(BLOB)) $(if $(PROJECT),--project $(PROJECT))
 

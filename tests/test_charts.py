@@ -6,6 +6,7 @@ client-side dry-run install, and carry a config.yaml the server accepts and beco
 No cluster is needed.
 """
 
+import json
 import os
 import re
 import shutil
@@ -36,6 +37,8 @@ ROOT = Path(__file__).resolve().parents[1]
 REPO = Repo(ROOT)
 MODELS = REPO.model_names()
 FRESH = "fresh-model"
+FRESH_NAMED = "fresh-named"  # scaffolded with named, typed inputs
+NAMED_INPUTS = (("age", "INT64"), ("city", "BYTES"), ("member", "BOOL"), ("income", "FP64"))
 KUBE_VERSION = "1.30.0"
 
 # Every optional object switched on, so that each of them is rendered and validated too.
@@ -108,14 +111,15 @@ def fresh_repo(tmp_path_factory: pytest.TempPathFactory) -> Repo:
     """A copy of the repository with one more chart, made by `mda new-model`'s code."""
     repo = _copy_repo(tmp_path_factory.mktemp("repo"))
     new_model(repo, ModelSpec(FRESH, job="regression", input_size=3, bucket="b", project="p"))
+    new_model(repo, ModelSpec(FRESH_NAMED, inputs=NAMED_INPUTS, model_type="skops"))
     return repo
 
 
-@pytest.fixture(params=[*MODELS, FRESH])
+@pytest.fixture(params=[*MODELS, FRESH, FRESH_NAMED])
 def chart(request: pytest.FixtureRequest, fresh_repo: Repo) -> tuple[Repo, str]:
-    """Each model chart of the checkout, then the freshly scaffolded one."""
+    """Each model chart of the checkout, then the freshly scaffolded ones."""
     name = str(request.param)
-    return (fresh_repo if name == FRESH else REPO), name
+    return (fresh_repo if name in (FRESH, FRESH_NAMED) else REPO), name
 
 
 # --- the checkout --------------------------------------------------------------------------
@@ -278,7 +282,9 @@ def test_config_map_holds_a_config_the_server_accepts(chart: tuple[Repo, str]) -
     config = parse_config(yaml.safe_load(configmap["data"]["config.yaml"]))
     values = yaml.safe_load((repo.charts_dir / name / "values.yaml").read_text())
     assert config.name == name
-    assert config.input_size == values["config"]["inputSize"]
+    assert config.input_size == values["config"].get("inputSize")
+    if name == FRESH_NAMED:
+        assert [(i.name, i.datatype) for i in config.inputs or ()] == list(NAMED_INPUTS)
 
 
 def test_deployment_follows_the_conventions(chart: tuple[Repo, str]) -> None:
@@ -330,7 +336,7 @@ def test_a_config_change_alone_rolls_the_pods(chart: tuple[Repo, str]) -> None:
         deployment = _one(_objects(repo, name, values), "Deployment")
         return str(deployment["spec"]["template"]["metadata"]["annotations"]["checksum/config"])
 
-    assert checksum({}) != checksum({"config": {"inputSize": 99}})
+    assert checksum({}) != checksum({"config": {"name": "renamed"}})
     assert checksum({}) == checksum({"replicaCount": 2})
 
 
@@ -361,12 +367,15 @@ def test_ingress_serves_the_model_path_with_the_prefix_stripped(chart: tuple[Rep
 def test_notes_give_the_url_and_a_curl_to_try(chart: tuple[Repo, str]) -> None:
     repo, name = chart
     notes = _render(repo, name)[f"{name}/templates/NOTES.txt"]
-    size = yaml.safe_load((repo.charts_dir / name / "values.yaml").read_text())["config"][
-        "inputSize"
-    ]
+    config = yaml.safe_load((repo.charts_dir / name / "values.yaml").read_text())["config"]
     assert f"MODEL_URL=http://$INGRESS_HOST/{name}" in notes
     assert "curl -s -X POST $MODEL_URL/predict" in notes
-    assert "[[" + ",".join(["0"] * size) + "]]" in notes
+    if "inputs" in config:  # a record of every named input, in JSON the server accepts
+        body = json.loads(notes.split("-d '")[1].split("'")[0])
+        assert body == {"instances": [{"age": 0, "city": "", "member": False, "income": 0}]}
+        assert "4 named inputs" in notes
+    else:
+        assert "[[" + ",".join(["0"] * config["inputSize"]) + "]]" in notes
     hosted = _render(repo, name, EVERYTHING_ON)[f"{name}/templates/NOTES.txt"]
     assert f"MODEL_URL=https://models.example.com/{name}" in hosted
     forwarded = _render(repo, name, {"ingress": {"enabled": False}})[f"{name}/templates/NOTES.txt"]
@@ -385,6 +394,11 @@ def test_helm_test_pod_checks_readiness_on_a_pinned_image(chart: tuple[Repo, str
 BAD_VALUES = {
     "unknown job": ({"config": {"job": "clustering"}}, "/config/job"),
     "missing inputSize": ({"config": {"inputSize": None}}, "inputSize"),
+    "inputSize and inputs": ({"config": {"inputs": [{"name": "a", "datatype": "FP64"}]}}, "oneOf"),
+    "bad input datatype": (
+        {"config": {"inputSize": None, "inputs": [{"name": "a", "datatype": "STR"}]}},
+        "/config/inputs/0/datatype",
+    ),
     "zero inputSize": ({"config": {"inputSize": 0}}, "/config/inputSize"),
     "string inputSize": ({"config": {"inputSize": "4"}}, "/config/inputSize"),
     "bad method": ({"config": {"model": {"method": "S3"}}}, "/config/model/method"),

@@ -152,10 +152,24 @@ def test_new_model_refuses_an_ingress_path_another_chart_uses(repo: Path) -> Non
     assert not (repo / "k8s_dev/wanted").exists()
 
 
+def test_new_model_with_named_inputs(repo: Path) -> None:
+    created = mda("new-model", "loans", "--inputs", "age:INT64, city:bytes", cwd=repo)
+    assert created.returncode == 0, created.stderr
+    assert "inputs age:INT64, city:BYTES" in created.stdout
+    config = yaml.safe_load((repo / "k8s_dev/loans/values.yaml").read_text())["config"]
+    assert config["inputs"] == [
+        {"name": "age", "datatype": "INT64"}, {"name": "city", "datatype": "BYTES"}
+    ]
+    assert "inputSize" not in config
+
+
 def test_new_model_refuses_options_the_server_would_refuse(repo: Path) -> None:
     before = _tree(repo)
     result = mda("new-model", "m", "--input-size", "0", cwd=repo)
     assert result.returncode == 2 and "--input-size" in result.stderr
+    result = mda("new-model", "m", "--inputs", "age", cwd=repo)
+    assert result.returncode == 2 and "'age' is not NAME:TYPE" in result.stderr
+    assert_one_line_error(mda("new-model", "m", "--inputs", "a:TEXT", cwd=repo), "inputs.0.datatype")
     assert_one_line_error(mda("new-model", "m", "--bucket", 'a"b', cwd=repo), "quotes")
     assert _tree(repo) == before
 

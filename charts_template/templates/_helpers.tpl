@@ -67,11 +67,31 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- trimSuffix "/" $path }}
 {{- end }}
 
-{{/* One example row of inputSize zeros, for the curl in NOTES.txt. */}}
+{{/* One example row for the curl in NOTES.txt: inputSize zeros, or a record of the named
+inputs (0, false or "" by datatype). */}}
 {{- define "mda-template.exampleRow" -}}
+{{- if .Values.config.inputs }}
+{{- $record := dict }}
+{{- range .Values.config.inputs }}
+{{- $value := 0 }}
+{{- if eq .datatype "BYTES" }}{{ $value = "" }}{{ else if eq .datatype "BOOL" }}{{ $value = false }}{{ end }}
+{{- $_ := set $record .name $value }}
+{{- end }}
+{{- toJson $record }}
+{{- else }}
 {{- $row := list }}
 {{- range until (int .Values.config.inputSize) }}
 {{- $row = append $row 0 }}
 {{- end }}
 {{- toJson $row }}
+{{- end }}
+{{- end }}
+
+{{/* What the model takes, in words, for NOTES.txt. */}}
+{{- define "mda-template.inputsSummary" -}}
+{{- if .Values.config.inputs }}
+{{- len .Values.config.inputs }} named inputs
+{{- else }}
+{{- .Values.config.inputSize }} features
+{{- end }}
 {{- end }}

@@ -1,7 +1,7 @@
 {{- define "mda-template.notes" -}}
 {{- $fullname := include "mda-template.fullname" . -}}
 {{- $path := include "mda-template.ingressPath" . -}}
-{{ .Values.config.name | default "model" }} ({{ .Values.config.job }}, {{ .Values.config.inputSize }} features) is being deployed as {{ $fullname }} in namespace {{ .Release.Namespace }}.
+{{ .Values.config.name | default "model" }} ({{ .Values.config.job }}, {{ include "mda-template.inputsSummary" . }}) is being deployed as {{ $fullname }} in namespace {{ .Release.Namespace }}.
 The pods turn ready once the model is downloaded and loaded; watch them with:
 
   kubectl -n {{ .Release.Namespace }} rollout status deployment/{{ $fullname }}

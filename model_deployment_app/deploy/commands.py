@@ -55,7 +55,14 @@ def _add_new_model(subparsers: Any) -> None:
         type=_positive_int,
         default=4,
         metavar="N",
-        help="features per row (default: %(default)s)",
+        help="features per row, for a model of numbers (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--inputs",
+        type=_input_specs,
+        metavar="NAME:TYPE,...",
+        help="named, typed columns instead of --input-size, e.g. age:INT64,city:BYTES "
+        "(types: FP64 FP32 INT64 INT32 BOOL BYTES and the other V2 datatypes)",
     )
     parser.add_argument(
         "--model-type",
@@ -85,6 +92,17 @@ def _add_new_model(subparsers: Any) -> None:
     parser.set_defaults(handler=_new_model)
 
 
+def _input_specs(text: str) -> tuple[tuple[str, str], ...]:
+    """`age:INT64,city:BYTES` as ((name, datatype), ...); the config check names bad types."""
+    specs = []
+    for item in text.split(","):
+        name, colon, datatype = item.strip().rpartition(":")
+        if not colon or not name or not datatype:
+            raise argparse.ArgumentTypeError(f"{item.strip()!r} is not NAME:TYPE")
+        specs.append((name, datatype.upper()))
+    return tuple(specs)
+
+
 def _new_model(args: argparse.Namespace) -> int:
     from model_deployment_app.deploy.scaffold import ModelSpec, new_model
 
@@ -92,6 +110,7 @@ def _new_model(args: argparse.Namespace) -> int:
         name=args.name,
         job=args.job,
         input_size=args.input_size,
+        inputs=args.inputs,
         model_type=args.model_type,
         project=args.project,
         bucket=args.bucket,
@@ -102,7 +121,7 @@ def _new_model(args: argparse.Namespace) -> int:
     chart = new_model(repo, spec)
     where = chart.relative_to(repo.root) if chart.is_relative_to(repo.root) else chart
     print(
-        f"created {where}: {spec.job}, {spec.input_size} features, "
+        f"created {where}: {spec.job}, {spec.describe_inputs()}, "
         f"gs://{spec.bucket}/{spec.blob_path}\n"
         f"next: upload the model there, check {where}/values.yaml, then\n"
         f"  make k8s-render MODEL={spec.name}\n"

@@ -6,6 +6,7 @@ is staged (stage.py). The chart is written to a temporary sibling directory and 
 place, so a failure leaves nothing behind.
 """
 
+import json
 import shutil
 import tempfile
 from dataclasses import dataclass
@@ -30,11 +31,17 @@ class ModelSpec:
     name: str
     job: str = "classification"
     input_size: int = 4
+    inputs: tuple[tuple[str, str], ...] | None = None  # named columns instead of input_size
     model_type: str = "joblib"
     project: str = "my-project"
     bucket: str = "my-bucket"
     blob: str | None = None
     image: str = DEFAULT_IMAGE
+
+    def describe_inputs(self) -> str:
+        if self.inputs:
+            return f"inputs {', '.join(f'{n}:{t}' for n, t in self.inputs)}"
+        return f"{self.input_size} features"
 
     @property
     def blob_path(self) -> str:
@@ -71,7 +78,7 @@ def _replacements(repo: Repo, spec: ModelSpec) -> dict[str, str]:
     return {
         "<CHARTNAME>": spec.name,
         "<JOB>": spec.job,
-        "<INPUT_SIZE>": str(spec.input_size),
+        "<INPUT_SCHEMA>": _input_schema(spec),
         "<MODEL_TYPE>": spec.model_type,
         "<PROJECT>": spec.project,
         "<BUCKET>": spec.bucket,
@@ -79,6 +86,23 @@ def _replacements(repo: Repo, spec: ModelSpec) -> dict[str, str]:
         "<IMAGE>": spec.image,
         "<APP_VERSION>": package_version(repo),
     }
+
+
+def _input_schema(spec: ModelSpec) -> str:
+    """The config's input lines of values.yaml: inputSize, or the inputs list."""
+    if not spec.inputs:
+        return (
+            "# Features per row, all numbers; a request with another row width is refused\n"
+            "  # with 422. For named, typed columns (a DataFrame pipeline, a text model), use\n"
+            "  # `inputs:` instead (README: \"Named, mixed-type and text inputs\").\n"
+            f"  inputSize: {spec.input_size}"
+        )
+    lines = [
+        "# The model's named, typed columns (README: \"Named, mixed-type and text inputs\").",
+        "  inputs:",
+    ]
+    lines += [f"    - {{name: {json.dumps(n)}, datatype: {t}}}" for n, t in spec.inputs]
+    return "\n".join(lines)
 
 
 def _render(text: str, replacements: dict[str, str]) -> str:
@@ -99,7 +123,11 @@ def _config(spec: ModelSpec) -> dict[str, Any]:
             "bucketName": spec.bucket,
             "blobDir": spec.blob_path,
         },
-        "inputSize": spec.input_size,
+        **(
+            {"inputs": [{"name": n, "datatype": t} for n, t in spec.inputs]}
+            if spec.inputs
+            else {"inputSize": spec.input_size}
+        ),
     }
 
 
