@@ -2,21 +2,38 @@
 
 A LogisticRegression (cheap per row: the server's own overhead dominates) and a
 RandomForestClassifier (expensive per call, cheap per extra row: batching pays off), both on
-the same 20-feature classification task, each saved with joblib next to its config.yaml.
+the same 20-feature classification task, and "mixed", a ColumnTransformer pipeline on a
+DataFrame of numbers, strings and a bool (what most real scikit-learn models are), each saved
+with joblib next to its config.yaml.
 """
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import joblib
 import numpy as np
 import orjson
+import pandas as pd
 import yaml
+from sklearn.compose import ColumnTransformer
 from sklearn.datasets import make_classification
 from sklearn.ensemble import RandomForestClassifier
 from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
 N_FEATURES = 20
+MIXED = "mixed"
+MIXED_INPUTS = [
+    {"name": "age", "datatype": "INT64"},
+    {"name": "income", "datatype": "FP64"},
+    {"name": "city", "datatype": "BYTES"},
+    {"name": "plan", "datatype": "BYTES"},
+    {"name": "member", "datatype": "BOOL"},
+]
+_CITIES = ["Paris", "Lyon", "Nice", "Lille", "Brest", "Metz"]
+_PLANS = ["free", "basic", "pro"]
 
 
 @dataclass(frozen=True)
@@ -41,18 +58,56 @@ def train(directory: Path) -> list[DemoModel]:
         config = directory / f"{name}.yaml"
         config.write_text(yaml.safe_dump(_config(name, artifact), sort_keys=False))
         models.append(DemoModel(name, artifact, config))
+    models.append(_train_mixed(directory))
     return models
 
 
-def _config(name: str, artifact: Path) -> dict[str, object]:
+def _people(count: int, seed: int) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    return pd.DataFrame(
+        {
+            "age": rng.integers(18, 90, count),
+            "income": rng.normal(50_000, 15_000, count).round(2),
+            "city": rng.choice(_CITIES, count),
+            "plan": rng.choice(_PLANS, count),
+            "member": rng.choice([True, False], count),
+        }
+    )
+
+
+def _train_mixed(directory: Path) -> DemoModel:
+    frame = _people(2000, seed=0)
+    y = (frame.age > 45) ^ (frame.city == "Paris") ^ frame.member
+    columns = ColumnTransformer(
+        [
+            ("numbers", StandardScaler(), ["age", "income"]),
+            ("strings", OneHotEncoder(handle_unknown="ignore"), ["city", "plan"]),
+            ("flags", "passthrough", ["member"]),
+        ]
+    )
+    pipeline = make_pipeline(columns, LogisticRegression(max_iter=1000)).fit(frame, y)
+    artifact = directory / f"{MIXED}.joblib"
+    joblib.dump(pipeline, artifact)
+    config = directory / f"{MIXED}.yaml"
+    config.write_text(yaml.safe_dump(_config(MIXED, artifact, MIXED_INPUTS), sort_keys=False))
+    return DemoModel(MIXED, artifact, config)
+
+
+def _config(name: str, artifact: Path, inputs: Any = None) -> dict[str, object]:
     """The model configuration of CONTRACT section 2 for a local artifact."""
     return {
         "name": name,
         "modelType": "joblib",
         "job": "classification",
         "model": {"method": "LOCAL", "path": str(artifact)},
-        "inputSize": N_FEATURES,
+        **({"inputs": inputs} if inputs else {"inputSize": N_FEATURES}),
     }
+
+
+def record_bodies(count: int, seed: int = 1) -> list[bytes]:
+    """`count` distinct one-record bodies `{"instances": [{"age": ..., ...}]}` for "mixed"."""
+    records = _people(count, seed).to_dict(orient="records")
+    return [orjson.dumps({"instances": [r]}, option=orjson.OPT_SERIALIZE_NUMPY) for r in records]
 
 
 def prediction_bodies(count: int, rows_per_body: int = 1, seed: int = 1) -> list[bytes]:

@@ -1,8 +1,8 @@
 """The reference: what a small hand-written prediction server does, in Starlette + orjson.
 
-Parse `{"instances": [[...]]}`, call `predict_proba` once per request, reply with the
-probabilities: no validation, no cache, no batching. The model path comes from
-`REFERENCE_MODEL_PATH`.
+Parse `{"instances": [[...]]}` (or records, `[{...}]`, as `pd.DataFrame(records)`), call
+`predict_proba` once per request, reply with the probabilities: no validation, no cache, no
+batching. The model path comes from `REFERENCE_MODEL_PATH`.
 """
 
 import os
@@ -13,6 +13,7 @@ from typing import Any
 import joblib
 import numpy as np
 import orjson
+import pandas as pd
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
@@ -22,7 +23,11 @@ _model: Any = None
 
 
 async def predict(request: Request) -> Response:
-    rows = np.asarray(orjson.loads(await request.body())["instances"], dtype=np.float64)
+    instances = orjson.loads(await request.body())["instances"]
+    if isinstance(instances[0], dict):
+        rows: Any = pd.DataFrame(instances)
+    else:
+        rows = np.asarray(instances, dtype=np.float64)
     body = {"predictions": _model.predict_proba(rows).tolist(), "classes": _model.classes_.tolist()}
     return Response(orjson.dumps(body), media_type="application/json")
 

@@ -193,6 +193,14 @@ def targets(measurements: list[Measurement], pss: Memory) -> list[Target]:
             1.5,
             at_most=True,
         ),
+        *(
+            Target(
+                f"mixed, {c} clients: records uncached req/s >= 1x reference (pd.DataFrame)",
+                _div(rate("mixed", UNCACHED, c), rate("mixed", REFERENCE, c)),
+                1.0,
+            )
+            for c in (10, 50)
+        ),
         Target(
             "forest: PSS of 4 workers < 1.5x PSS of 1 worker",
             _div(pss.get(("forest", WORKERS4), math.nan), pss.get(("forest", UNCACHED), math.nan)),

@@ -86,17 +86,21 @@ def run_scenarios(bench: Bench, workdir: Path) -> None:
     batch = Scenario(BATCH, models.prediction_bodies(500, rows_per_body=64, seed=3), 64)
 
     bench.serve("-", FLOOR, partial(servers.uvicorn_app, "floor_app:app"), [single.renamed(FLOOR)])
+    records = Scenario(UNCACHED, models.record_bodies(5000, seed=1))
+    cached_records = Scenario(CACHED, models.record_bodies(100, seed=2))
     for model in models.train(workdir):
         reference_env = {"REFERENCE_MODEL_PATH": str(model.artifact)}
+        mixed = model.name == models.MIXED  # one-record bodies instead of rows
         bench.serve(
             model.name,
             REFERENCE,
             partial(servers.uvicorn_app, "reference_app:app", env=reference_env),
-            [single.renamed(REFERENCE)],
+            [(records if mixed else single).renamed(REFERENCE)],
         )
         mda = partial(servers.mda_serve, model.config)
-        bench.serve(model.name, UNCACHED, partial(mda, cache=False), [single, batch])
-        bench.serve(model.name, CACHED, partial(mda, cache=True), [cached])
+        uncached = [records] if mixed else [single, batch]
+        bench.serve(model.name, UNCACHED, partial(mda, cache=False), uncached)
+        bench.serve(model.name, CACHED, partial(mda, cache=True), [cached_records if mixed else cached])
         if model.name == "forest":
             bench.serve(
                 model.name,
