@@ -100,7 +100,9 @@ def run_scenarios(bench: Bench, workdir: Path) -> None:
         mda = partial(servers.mda_serve, model.config)
         uncached = [records] if mixed else [single, batch]
         bench.serve(model.name, UNCACHED, partial(mda, cache=False), uncached)
-        bench.serve(model.name, CACHED, partial(mda, cache=True), [cached_records if mixed else cached])
+        bench.serve(
+            model.name, CACHED, partial(mda, cache=True), [cached_records if mixed else cached]
+        )
         if model.name == "forest":
             bench.serve(
                 model.name,

@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
-from model_deployment_app.errors import InvalidInput, PayloadTooLarge
 from model_deployment_app.codecs.rows import to_rows
+from model_deployment_app.errors import InvalidInput, PayloadTooLarge
 
 
 def test_rows_become_one_float64_array() -> None:

@@ -158,7 +158,8 @@ def test_new_model_with_named_inputs(repo: Path) -> None:
     assert "inputs age:INT64, city:BYTES" in created.stdout
     config = yaml.safe_load((repo / "k8s_dev/loans/values.yaml").read_text())["config"]
     assert config["inputs"] == [
-        {"name": "age", "datatype": "INT64"}, {"name": "city", "datatype": "BYTES"}
+        {"name": "age", "datatype": "INT64"},
+        {"name": "city", "datatype": "BYTES"},
     ]
     assert "inputSize" not in config
 
@@ -169,7 +170,9 @@ def test_new_model_refuses_options_the_server_would_refuse(repo: Path) -> None:
     assert result.returncode == 2 and "--input-size" in result.stderr
     result = mda("new-model", "m", "--inputs", "age", cwd=repo)
     assert result.returncode == 2 and "'age' is not NAME:TYPE" in result.stderr
-    assert_one_line_error(mda("new-model", "m", "--inputs", "a:TEXT", cwd=repo), "inputs.0.datatype")
+    assert_one_line_error(
+        mda("new-model", "m", "--inputs", "a:TEXT", cwd=repo), "inputs.0.datatype"
+    )
     assert_one_line_error(mda("new-model", "m", "--bucket", 'a"b', cwd=repo), "quotes")
     assert _tree(repo) == before
 

@@ -64,8 +64,8 @@ def test_mlflow_dataframe_split_and_records(
 ) -> None:
     frame = people[0].iloc[30:50]
     shuffled = frame[["city", "member", "income", "age"]]  # any column order
-    split = {"columns": list(shuffled.columns), "data": [list(r) for r in
-             shuffled.astype(object).itertuples(index=False)], "index": list(range(20))}  # fmt: skip
+    data = [list(r) for r in shuffled.astype(object).itertuples(index=False)]
+    split = {"columns": list(shuffled.columns), "data": data, "index": list(range(20))}
     for body in ({"dataframe_split": split}, {"dataframe_records": records(frame)}):
         reply = mixed.post("/predict", json=body)
         assert reply.status_code == 200, reply.text

@@ -71,7 +71,9 @@ def metric(text: str, name: str) -> float:
 def test_mlservers_pandas_codec_request_is_served(
     start_server: Start, write_model: Callable, mixed_pipeline: Pipeline
 ) -> None:
-    config, _ = write_model(mixed_pipeline, job="classification", inputs=PEOPLE_INPUTS, name="people")
+    config, _ = write_model(
+        mixed_pipeline, job="classification", inputs=PEOPLE_INPUTS, name="people"
+    )
     server = start_server(config)
     frame = distinct_people(7)
     request = run_peer("mlserver_pandas_request.py", json.dumps(records(frame)))

@@ -56,10 +56,13 @@ _PREDICT_BODY: dict[str, Any] = {
                 "records": {"value": {"instances": [{"age": 31, "city": "Paris"}]}},
                 "text": {"value": {"instances": ["a great film"]}},
                 "dataframe_split": {
-                    "value": {"dataframe_split": {"columns": ["age", "city"],
-                                                  "data": [[31, "Paris"]]}}  # fmt: skip
+                    "value": {
+                        "dataframe_split": {"columns": ["age", "city"], "data": [[31, "Paris"]]}
+                    }
                 },
-                "dataframe_records": {"value": {"dataframe_records": [{"age": 31, "city": "Paris"}]}},
+                "dataframe_records": {
+                    "value": {"dataframe_records": [{"age": 31, "city": "Paris"}]}
+                },
             },
         }
     },

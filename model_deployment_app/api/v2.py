@@ -22,8 +22,14 @@ _INFER_BODY: dict[str, Any] = {
                 "tensor": {
                     "summary": "A model of inputSize numbers: one [rows, inputSize] tensor",
                     "value": {
-                        "inputs": [{"name": "input-0", "shape": [1, 4], "datatype": "FP64",
-                                    "data": [5.1, 3.5, 1.4, 0.2]}],  # fmt: skip
+                        "inputs": [
+                            {
+                                "name": "input-0",
+                                "shape": [1, 4],
+                                "datatype": "FP64",
+                                "data": [5.1, 3.5, 1.4, 0.2],
+                            }
+                        ],
                         "outputs": [{"name": "predict_proba"}],
                     },
                 },
@@ -32,8 +38,12 @@ _INFER_BODY: dict[str, Any] = {
                     "value": {
                         "inputs": [
                             {"name": "age", "shape": [2], "datatype": "INT64", "data": [31, 45]},
-                            {"name": "city", "shape": [2], "datatype": "BYTES",
-                             "data": ["Paris", "Lyon"]},  # fmt: skip
+                            {
+                                "name": "city",
+                                "shape": [2],
+                                "datatype": "BYTES",
+                                "data": ["Paris", "Lyon"],
+                            },
                         ],
                         "parameters": {"content_type": "pd"},
                     },

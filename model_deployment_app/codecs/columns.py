@@ -28,7 +28,7 @@ _EXPECTED = {
     "f": "a number",
     "O": "a string",
 }
-_WIDE = {"b": np.bool_, "i": np.int64, "u": np.uint64, "f": np.float64}
+_WIDE: dict[str, type] = {"b": np.bool_, "i": np.int64, "u": np.uint64, "f": np.float64}
 
 
 def _refuse(column: Column, row: int, value: Any, expected: str | None = None) -> InvalidInput:
@@ -62,7 +62,9 @@ def _narrow(wide: np.ndarray, column: Column) -> np.ndarray:
         limit = np.finfo(dtype).max
         if dtype != np.float64 and not (inside := np.abs(wide) <= limit).all():
             row = int(np.argmin(inside))
-            raise _refuse(column, row, wide[row], f"a number within ±{limit:.4g} ({column.datatype})")
+            raise _refuse(
+                column, row, wide[row], f"a number within ±{limit:.4g} ({column.datatype})"
+            )
     elif column.kind in "iu":
         info = np.iinfo(dtype)
         if not (inside := (wide >= info.min) & (wide <= info.max)).all():
@@ -110,7 +112,7 @@ def to_column(values: list[Any], column: Column) -> np.ndarray:
         return np.array(values, dtype=object)
     wide_type = _WIDE[column.kind]
     try:
-        wide = np.array(values, dtype=wide_type)
+        wide: np.ndarray = np.array(values, dtype=wide_type)
     except (OverflowError, ValueError):
         row = _first(values, lambda v: _overflows(v, wide_type))
         raise _refuse(column, row, values[row], f"a value within {column.datatype}") from None

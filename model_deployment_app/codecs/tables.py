@@ -48,19 +48,24 @@ def from_records(records: Any, schema: InputSchema, max_rows: int) -> Table:
     return Table({c.name: to_column([r[c.name] for r in records], c) for c in schema})
 
 
-def from_rows(rows: Any, schema: InputSchema, max_rows: int, order: list[str] | None = None) -> Table:
+def from_rows(
+    rows: Any, schema: InputSchema, max_rows: int, order: list[str] | None = None
+) -> Table:
     """Rows of values in column order (`order`, default the schema's)."""
     check_count(rows, max_rows)
     order = order or list(schema.names)
     for row, values in enumerate(rows):
         if not isinstance(values, list):
-            raise InvalidInput(f"row {row}: expected a list of {len(order)} values ({', '.join(order)}), got {type(values).__name__}")
+            raise InvalidInput(
+                f"row {row}: expected a list of {len(order)} values ({', '.join(order)}), "
+                f"got {type(values).__name__}"
+            )
         if len(values) != len(order):
-            raise InvalidInput(f"row {row}: expected {len(order)} values ({', '.join(order)}), got {len(values)}")
+            raise InvalidInput(
+                f"row {row}: expected {len(order)} values ({', '.join(order)}), got {len(values)}"
+            )
     position = {name: index for index, name in enumerate(order)}
-    return Table(
-        {c.name: to_column([r[position[c.name]] for r in rows], c) for c in schema}
-    )
+    return Table({c.name: to_column([r[position[c.name]] for r in rows], c) for c in schema})
 
 
 def from_split(split: Any, schema: InputSchema, max_rows: int) -> Table:

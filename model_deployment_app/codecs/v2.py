@@ -51,9 +51,7 @@ def read_tensors(payload: Any) -> list[Tensor]:
         if not isinstance(name, str):
             raise InvalidInput(f"{label}: a tensor needs a string name")
         if datatype not in DTYPES:
-            raise InvalidInput(
-                f"{label}: datatype {datatype!r} is not one of {', '.join(DTYPES)}"
-            )
+            raise InvalidInput(f"{label}: datatype {datatype!r} is not one of {', '.join(DTYPES)}")
         if not isinstance(shape, list) or not all(
             isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape
         ):
@@ -117,11 +115,7 @@ def _column(tensor: Tensor, column: Column) -> np.ndarray:
         raise InvalidInput(
             f"input {tensor.name!r}: shape {tensor.shape}, expected [rows] or [rows, 1]"
         )
-    values = tensor.data
-    if isinstance(values, np.ndarray):
-        values = values.reshape(-1)
-    else:
-        values = _flat(tensor)
+    values = tensor.data.reshape(-1) if isinstance(tensor.data, np.ndarray) else _flat(tensor)
     if len(values) != tensor.shape[0]:
         raise InvalidInput(
             f"input {tensor.name!r}: shape {tensor.shape} needs {tensor.shape[0]} values, "
