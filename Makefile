@@ -11,7 +11,7 @@ PEERS_STAMP := $(PEERS)/.installed
 PORT ?= 8080
 VERSION = $(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml | head -n 1)
 
-.PHONY: help install peers system-deps run test lint bench new-model k8s-render k8s-deploy \
+.PHONY: help install peers proto system-deps run test lint bench new-model k8s-render k8s-deploy \
 	k8s-undeploy docker-base docker-ci-test bump-version clean
 
 help: ## List the targets
@@ -53,6 +53,10 @@ lint: $(STAMP) ## ruff and mypy
 	$(BIN)/ruff check model_deployment_app tests bench
 	$(BIN)/ruff format --check model_deployment_app tests bench
 	$(BIN)/mypy
+
+proto: $(STAMP) ## Regenerate the V2 gRPC modules from model_deployment_app/grpc_v2/grpc_predict_v2.proto
+	$(BIN)/python -m grpc_tools.protoc -I. --python_out=. --grpc_python_out=. --pyi_out=. \
+		model_deployment_app/grpc_v2/grpc_predict_v2.proto
 
 clean: ## Remove the virtual environment and caches
 	rm -rf $(VENV) $(PEERS) .pytest_cache .mypy_cache .ruff_cache demo

@@ -41,6 +41,11 @@ class LoadedModel:
     outputs: tuple[str, ...] = field(default=())
 
     @property
+    def version(self) -> str:
+        """The version V2 advertises: the artifact's sha256, shortened."""
+        return self.sha256[:12]
+
+    @property
     def default_output(self) -> str:
         return PREDICT_PROBA if self.job == "classification" else PREDICT
 

@@ -78,7 +78,6 @@ def test_v2_infer_predict_proba_flat_or_nested(
     [output] = body["outputs"]
     assert output["name"] == "predict_proba"
     assert output["shape"] == [len(X), 3]
-    assert output["parameters"]["classes"] == iris_pipeline.classes_.tolist()
     np.testing.assert_allclose(
         np.reshape(output["data"], output["shape"]), iris_pipeline.predict_proba(X), atol=1e-9
     )
@@ -135,8 +134,9 @@ def test_model_metadata_describes_inputs_and_outputs(client: TestClient) -> None
     metadata = client.get("/v2/models/iris").json()
     assert metadata["name"] == "iris"
     assert metadata["inputs"] == [{"name": "input-0", "datatype": "FP64", "shape": [-1, 4]}]
-    assert [o["name"] for o in metadata["outputs"]] == ["predict_proba", "predict"]
+    assert [o["name"] for o in metadata["outputs"]] == ["predict_proba", "predict", "classes"]
     assert metadata["outputs"][0]["shape"] == [-1, 3]
+    assert metadata["outputs"][2] == {"name": "classes", "datatype": "BYTES", "shape": [3]}
 
 
 def test_health_metrics_and_docs(client: TestClient) -> None:

@@ -14,13 +14,12 @@ _NUMPY = orjson.OPT_SERIALIZE_NUMPY
 
 
 def _declared_length(request: Request) -> int | None:
-    for name, value in request.scope["headers"]:
-        if name == b"content-length":
-            return int(value) if value.isdigit() else None
-    return None
+    value = header(request, b"content-length")
+    return int(value) if value is not None and value.isdigit() else None
 
 
-async def read_json(request: Request, max_bytes: int) -> Any:
+async def read_body(request: Request, max_bytes: int) -> bytes:
+    """The whole body, refused with 413 as soon as it passes `max_bytes`."""
     declared = _declared_length(request)
     if declared is not None and declared > max_bytes:
         raise PayloadTooLarge(f"request body of {declared} bytes; the limit is {max_bytes}")
@@ -35,7 +34,10 @@ async def read_json(request: Request, max_bytes: int) -> Any:
         if size > max_bytes:
             raise PayloadTooLarge(f"request body over the limit of {max_bytes} bytes")
         chunks.append(chunk)
-    body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+def parse_json(body: bytes) -> Any:
     if not body:
         raise MalformedRequest("empty request body: send JSON")
     try:
@@ -47,6 +49,18 @@ async def read_json(request: Request, max_bytes: int) -> Any:
             return json.loads(body)
         except (ValueError, RecursionError):
             raise MalformedRequest(f"malformed JSON: {error}") from None
+
+
+async def read_json(request: Request, max_bytes: int) -> Any:
+    return parse_json(await read_body(request, max_bytes))
+
+
+def header(request: Request, name: bytes) -> bytes | None:
+    """A request header's raw value (`name` in lower case), without building a Headers."""
+    for key, value in request.scope["headers"]:
+        if key == name:
+            return bytes(value)
+    return None
 
 
 def _fallback(value: Any) -> Any:

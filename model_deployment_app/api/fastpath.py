@@ -1,4 +1,4 @@
-"""A short way in for the two hot routes, `POST /predict` and V2 `infer`.
+"""A short way in for the hot routes, `POST /predict` and V2 `infer` (with or without a version).
 
 FastAPI's per-request machinery (routing, dependency solving, its middleware stack) costs
 more than a cached prediction. These two routes are answered here, by the same endpoint

@@ -1,20 +1,21 @@
-"""The Open Inference Protocol (V2) routes, as KServe and MLServer speak it."""
+"""The Open Inference Protocol (V2) over HTTP, as KServe, MLServer and Triton speak it: JSON,
+or the binary tensor data extension, on `/v2/models/{name}[/versions/{version}]/...`."""
 
 from typing import Any
 
-import numpy as np
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
-from model_deployment_app import __version__
-from model_deployment_app.api.body import json_response, read_json
+from model_deployment_app import v2
+from model_deployment_app.api.body import header, json_response, parse_json, read_body
 from model_deployment_app.api.fastpath import Endpoint
-from model_deployment_app.codecs.v2 import datatype_of, decode_inputs, read_tensors
-from model_deployment_app.errors import InvalidInput, ModelNotFound
+from model_deployment_app.codecs import v2_binary
+from model_deployment_app.codecs.v2 import datatype_of, read_tensors
+from model_deployment_app.errors import InvalidInput
 from model_deployment_app.handler import DataPlane
-from model_deployment_app.predictor import PREDICT_PROBA, LoadedModel
 
 _INFER_BODY: dict[str, Any] = {
+
     "required": True,
     "content": {
         "application/json": {
@@ -54,57 +55,27 @@ _INFER_BODY: dict[str, Any] = {
 }
 
 
-def _requested_outputs(payload: dict[str, Any], model: LoadedModel) -> list[str]:
+_NAME = {"name": "name", "in": "path", "required": True, "schema": {"type": "string"}}
+_VERSION = {"name": "version", "in": "path", "required": True, "schema": {"type": "string"}}
+
+
+def _output_names(payload: dict[str, Any]) -> list[str]:
     wanted = payload.get("outputs")
     if wanted is None:
-        return [model.default_output]
+        return []
     if not isinstance(wanted, list) or not all(isinstance(o, dict) for o in wanted):
         raise InvalidInput('"outputs" must be a list of {"name": ...}')
-    return [model.check_output(str(o.get("name"))) for o in wanted] or [model.default_output]
+    return [str(o.get("name")) for o in wanted]
 
 
-def _output_tensor(name: str, values: np.ndarray, model: LoadedModel) -> dict[str, Any]:
+def _output_tensor(name: str, values: Any) -> dict[str, Any]:
     flat = values.ravel()
-    tensor: dict[str, Any] = {
+    return {
         "name": name,
         "shape": list(values.shape),
         "datatype": datatype_of(values),
         "data": flat if flat.dtype.kind in "fiub" else flat.tolist(),
     }
-    if name == PREDICT_PROBA:
-        tensor["parameters"] = {"classes": model.classes}
-    return tensor
-
-
-def _input_metadata(model: LoadedModel) -> list[dict[str, Any]]:
-    schema = model.schema
-    if schema.layout == "tensor":
-        return [{"name": "input-0", "datatype": "FP64", "shape": [-1, schema.width]}]
-    return [{"name": c.name, "datatype": c.datatype, "shape": [-1]} for c in schema]
-
-
-def _metadata(model: LoadedModel) -> dict[str, Any]:
-    outputs = []
-    for name in model.outputs:
-        columns = model.output_width if name == PREDICT_PROBA or model.job == "regression" else None
-        shape = [-1] if columns is None else [-1, columns]
-        datatype = "FP64" if name == PREDICT_PROBA or model.job == "regression" else "BYTES"
-        outputs.append({"name": name, "datatype": datatype, "shape": shape})
-    return {
-        "name": model.name,
-        "versions": [model.sha256[:12]],
-        "platform": model.platform,
-        "inputs": _input_metadata(model),
-        "outputs": outputs,
-        "parameters": {"job": model.job, "classes": model.classes, "sha256": model.sha256},
-    }
-
-
-def model_for(plane: DataPlane, name: str) -> LoadedModel:
-    model = plane.require_model()
-    if name != model.name:
-        raise ModelNotFound(f"model {name!r} not found; this server serves {model.name!r}")
-    return model
 
 
 def v2_router(plane: DataPlane, infer: Endpoint) -> APIRouter:
@@ -121,29 +92,36 @@ def v2_router(plane: DataPlane, infer: Endpoint) -> APIRouter:
 
     @router.get("")
     async def server_metadata() -> Response:
-        return json_response(
-            {"name": "model_deployment_app", "version": __version__, "extensions": []}
-        )
+        return json_response(v2.server_metadata())
 
     @router.get("/models/{name}")
     async def model_metadata(name: str) -> Response:
-        return json_response(_metadata(model_for(plane, name)))
+        return json_response(v2.metadata(v2.model_for(plane, name)))
+
+    @router.get("/models/{name}/versions/{version}")
+    async def version_metadata(name: str, version: str) -> Response:
+        return json_response(v2.metadata(v2.model_for(plane, name, version)))
 
     @router.get("/models/{name}/ready")
     async def model_ready(name: str) -> Response:
-        model_for(plane, name)
+        v2.model_for(plane, name)
         return json_response({"name": name, "ready": True})
 
-    router.add_api_route(
-        "/models/{name}/infer",
-        infer,
-        methods=["POST"],
-        openapi_extra={
-            "requestBody": _INFER_BODY,
-            "parameters": [{"name": "name", "in": "path", "required": True,
-                            "schema": {"type": "string"}}],
-        },
-    )  # fmt: skip
+    @router.get("/models/{name}/versions/{version}/ready")
+    async def version_ready(name: str, version: str) -> Response:
+        v2.model_for(plane, name, version)
+        return json_response({"name": name, "ready": True})
+
+    for path, parameters in (
+        ("/models/{name}/infer", [_NAME]),
+        ("/models/{name}/versions/{version}/infer", [_NAME, _VERSION]),
+    ):
+        router.add_api_route(
+            path,
+            infer,
+            methods=["POST"],
+            openapi_extra={"requestBody": _INFER_BODY, "parameters": parameters},
+        )
     return router
 
 
@@ -151,21 +129,34 @@ def infer_endpoint(plane: DataPlane) -> Endpoint:
     limits = plane.settings.server
 
     async def infer(request: Request) -> Response:
-        """Open Inference Protocol inference: one tensor [rows, inputSize], or one per column."""
-        model = model_for(plane, request.path_params["name"])
-        payload = await read_json(request, limits.max_body_bytes)
-        rows = decode_inputs(read_tensors(payload), model.schema, limits.max_rows)
-        outputs = []
-        for output in _requested_outputs(payload, model):
-            values = await plane.infer(rows, output)
-            outputs.append(_output_tensor(output, values, model))
+        """Open Inference Protocol inference: one tensor [rows, inputSize], or one per column;
+        JSON or the binary tensor data extension."""
+        params = request.path_params
+        model = v2.model_for(plane, params["name"], params.get("version"))
+        body = await read_body(request, limits.max_body_bytes)
+        header_length = header(request, v2_binary.HEADER_LENGTH)
+        if header_length is None:
+            payload = parse_json(body)
+            tensors = read_tensors(payload)
+        else:
+            payload, tensors = v2_binary.read_request(body, header_length)
+        names = v2.requested_outputs(_output_names(payload), model)
+        results = await v2.infer(plane, model, tensors, names)
         reply: dict[str, Any] = {
             "model_name": model.name,
-            "model_version": model.sha256[:12],
-            "outputs": outputs,
+            "model_version": model.version,
+            "outputs": [_output_tensor(name, values) for name, values in results],
         }
         if isinstance(payload.get("id"), str):
             reply["id"] = payload["id"]
-        return json_response(reply)
+        binary = {n: values for n, values in results if v2_binary.wants_binary(payload, n)}
+        if not binary:
+            return json_response(reply)
+        content, header_size = v2_binary.encode_response(reply, binary)
+        return Response(
+            content,
+            media_type="application/octet-stream",
+            headers={"Inference-Header-Content-Length": str(header_size)},
+        )
 
     return infer

@@ -15,6 +15,7 @@ import numpy as np
 
 from model_deployment_app.codecs import tables
 from model_deployment_app.codecs.columns import from_array, to_column
+from model_deployment_app.codecs.raw import from_raw
 from model_deployment_app.codecs.rows import to_rows
 from model_deployment_app.errors import InvalidInput, PayloadTooLarge
 from model_deployment_app.inputs import ModelInput, Table
@@ -38,7 +39,8 @@ class Tensor:
 
 
 def read_tensors(payload: Any) -> list[Tensor]:
-    """The `inputs` of a JSON request, structurally checked."""
+    """The `inputs` of a request, structurally checked; an input's `data` may be JSON or the
+    raw bytes the binary extension or gRPC carried."""
     inputs = payload.get("inputs") if isinstance(payload, dict) else None
     if not isinstance(inputs, list) or not inputs:
         raise InvalidInput('expected "inputs": a list of tensors {name, shape, datatype, data}')
@@ -57,7 +59,9 @@ def read_tensors(payload: Any) -> list[Tensor]:
         ):
             raise InvalidInput(f"{label}: shape must be a list of sizes, got {shape!r}")
         data = item.get("data")
-        if not isinstance(data, list | np.ndarray):
+        if isinstance(data, bytes):
+            data = from_raw(name, datatype, shape, data)
+        elif not isinstance(data, list | np.ndarray):
             raise InvalidInput(f"{label}: data must be a list, flat or nested")
         tensors.append(Tensor(name, datatype, shape, data))
     return tensors
