@@ -62,6 +62,7 @@ def mda_serve(config: Path, port: int, cache: bool, workers: int = 1, **settings
         "MDA_CACHE_ENABLED": "true" if cache else "false",
         "MDA_WORKERS": str(workers),
         "MDA_LOG_LEVEL": "warning",
+        "MDA_GRPC_PORT": "0",  # a scenario that measures gRPC passes its own port
         **{f"MDA_{name.upper()}": value for name, value in settings.items()},
     }
     return Launch([str(Path(sys.executable).with_name("mda")), "serve"], env, port)

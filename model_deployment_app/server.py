@@ -75,7 +75,9 @@ def _serve_one(settings: Settings, config: ModelConfig) -> None:
         _freeze_heap()
         return model
 
-    app = create_app(settings, loader=load_and_freeze, on_load_failure=stop_on_failure)
+    app = create_app(
+        settings, loader=load_and_freeze, on_load_failure=stop_on_failure, grpc=True
+    )
     server = uvicorn.Server(_uvicorn_config(app, settings))
     server.run()
     if failures:
@@ -97,6 +99,22 @@ def _listen(settings: Settings) -> socket.socket:
     return sock
 
 
+def _check_grpc_port(settings: Settings) -> None:
+    """Refuse, in one line, a gRPC port another process holds (each worker binds it later)."""
+    server = settings.server
+    if not server.grpc_port:
+        return
+    family = socket.AF_INET6 if ":" in server.host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        try:
+            probe.bind((server.host, server.grpc_port))
+        except OSError as error:
+            raise StartupError(
+                f"cannot listen for gRPC on {server.host}:{server.grpc_port} (MDA_GRPC_PORT): "
+                f"{error.strerror}"
+            ) from None
+
+
 def _serve_prefork(settings: Settings, config: ModelConfig) -> None:
     # prometheus-client picks its multiprocess storage when first imported: set it up first.
     if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
@@ -110,7 +128,7 @@ def _serve_prefork(settings: Settings, config: ModelConfig) -> None:
     model = load_model(config, settings.server)
     # Everything the workers need is built here, once: the app and uvicorn's loaded config
     # (which imports the event loop and HTTP protocol modules) are shared copy-on-write.
-    app = create_app(settings, model=model)
+    app = create_app(settings, model=model, grpc=True)
     server_config = _uvicorn_config(app, settings)
     server_config.load()
     sock = _listen(settings)
@@ -167,6 +185,7 @@ def serve() -> None:
         stream=sys.stderr,
     )
     config = load_config(settings.server.config_path)
+    _check_grpc_port(settings)
     if settings.server.workers == 1:
         _serve_one(settings, config)
     else:

@@ -16,6 +16,8 @@ class ServerSettings(_Env):
         default=8080, ge=1, le=65535, validation_alias=AliasChoices("PORT", "MDA_PORT")
     )
     """TCP port to listen on."""
+    grpc_port: int = Field(default=8081, ge=0, le=65535)
+    """TCP port of the V2 gRPC service; 0 turns it off."""
     host: str = "0.0.0.0"
     """Address to bind; 0.0.0.0 in a pod, 127.0.0.1 for local runs."""
     config_path: str = "/etc/config/config.yaml"

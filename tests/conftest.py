@@ -280,10 +280,11 @@ def redis_server() -> Iterator[RedisServer]:
 
 @dataclass
 class ServerProcess:
-    """`mda serve` as a real process on a free loopback port."""
+    """`mda serve` as a real process on free loopback ports (HTTP and gRPC)."""
 
     process: subprocess.Popen[str]
     port: int
+    grpc_port: int
 
     @property
     def url(self) -> str:
@@ -324,11 +325,12 @@ def start_server() -> Iterator[Callable[..., ServerProcess]]:
     started: list[ServerProcess] = []
 
     def start(config: Path, wait: bool = True, **env: str) -> ServerProcess:
-        port = free_port()
+        port, grpc_port = free_port(), free_port()
         environment = {
             **os.environ,
             "MDA_CONFIG_PATH": str(config),
             "PORT": str(port),
+            "MDA_GRPC_PORT": str(grpc_port),
             "MDA_HOST": "127.0.0.1",
             "MDA_LOG_LEVEL": "warning",
             **env,
@@ -337,7 +339,7 @@ def start_server() -> Iterator[Callable[..., ServerProcess]]:
             [*MDA, "serve"], env=environment, text=True,
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
         )  # fmt: skip
-        server = ServerProcess(process, port)
+        server = ServerProcess(process, port, grpc_port)
         started.append(server)
         if wait:
             server.wait_ready()

@@ -491,6 +491,7 @@ def served(tmp_path: Path) -> Iterator[Any]:
             **_clean_env(),
             "MDA_CONFIG_PATH": str(path),
             "PORT": str(port),
+            "MDA_GRPC_PORT": str(_free_port()),
             "MDA_HOST": "127.0.0.1",
             "MDA_DOWNLOAD_DIR": str(tmp_path / "dl"),
         }

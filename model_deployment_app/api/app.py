@@ -45,12 +45,15 @@ def create_app(
     model: LoadedModel | None = None,
     loader: ModelLoader | None = None,
     on_load_failure: LoadFailureHook | None = None,
+    grpc: bool = False,
 ) -> FastAPI:
     """Serve `model`, or the one `loader` returns (loaded in the background at start-up:
-    until it is in, readiness and predictions answer 503)."""
+    until it is in, readiness and predictions answer 503). `grpc`: also serve V2 over gRPC
+    on `MDA_GRPC_PORT` while the app runs (`mda serve` asks for it)."""
     settings = settings or Settings()
     metrics = Metrics()
     plane = DataPlane(settings, metrics, build_cache(settings.cache))
+    recorder = RequestRecorder(metrics)
     if model is not None:
         plane.set_model(model)
 
@@ -66,6 +69,14 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        grpc_server = None
+        if grpc and settings.server.grpc_port:
+            from model_deployment_app.api.grpc import start_grpc_server
+
+            server = settings.server
+            grpc_server = await start_grpc_server(
+                plane, recorder, server.host, server.grpc_port, shared_port=server.workers > 1
+            )
         task = None
         if plane.model is None and loader is not None:
             task = asyncio.create_task(load_in_background(loader))
@@ -74,6 +85,8 @@ def create_app(
         finally:
             if task is not None:
                 task.cancel()
+            if grpc_server is not None:
+                await grpc_server.stop(grace=5)
             await plane.close()
 
     app = ModelServer(
@@ -103,7 +116,6 @@ def create_app(
     async def prometheus_metrics() -> Response:
         return Response(metrics.render(), media_type=metrics.content_type)
 
-    recorder = RequestRecorder(metrics)
     app.entry = FastPath(
         MetricsMiddleware(partial(FastAPI.__call__, app), recorder),
         hot_routes,

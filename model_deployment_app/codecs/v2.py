@@ -61,6 +61,8 @@ def read_tensors(payload: Any) -> list[Tensor]:
         data = item.get("data")
         if isinstance(data, bytes):
             data = from_raw(name, datatype, shape, data)
+        elif isinstance(data, np.ndarray) and data.size != _size(shape):
+            raise InvalidInput(f"{label}: shape {shape} needs {_size(shape)} values, got {data.size}")
         elif not isinstance(data, list | np.ndarray):
             raise InvalidInput(f"{label}: data must be a list, flat or nested")
         tensors.append(Tensor(name, datatype, shape, data))

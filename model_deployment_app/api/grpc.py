@@ -1,0 +1,167 @@
+"""The Open Inference Protocol over gRPC (`inference.GRPCInferenceService`), served by the same
+data plane as HTTP: cache, batching, metrics, and errors as gRPC status codes with the same
+messages. Each worker runs its own asyncio gRPC server on the event loop of its HTTP server."""
+
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import grpc
+import numpy as np
+
+from model_deployment_app import v2
+from model_deployment_app.api.middleware import RequestRecorder
+from model_deployment_app.codecs.raw import to_raw
+from model_deployment_app.codecs.v2 import datatype_of, read_tensors
+from model_deployment_app.errors import MalformedRequest, NotReady, ServingError, StartupError
+from model_deployment_app.grpc_v2 import grpc_predict_v2_pb2 as pb
+from model_deployment_app.grpc_v2 import grpc_predict_v2_pb2_grpc as pb_grpc
+from model_deployment_app.handler import DataPlane
+
+log = logging.getLogger(__name__)
+
+SERVICE = "inference.GRPCInferenceService"
+
+_STATUS_CODES = {
+    400: grpc.StatusCode.INVALID_ARGUMENT,
+    404: grpc.StatusCode.NOT_FOUND,
+    413: grpc.StatusCode.RESOURCE_EXHAUSTED,
+    422: grpc.StatusCode.INVALID_ARGUMENT,
+    503: grpc.StatusCode.UNAVAILABLE,
+}
+
+# The typed `contents` field of each datatype, and the dtype its values are read into (wide
+# enough to hold any value the field can carry; the column codec narrows with range checks).
+_CONTENTS: dict[str, tuple[str, Any]] = {
+    "BOOL": ("bool_contents", np.bool_),
+    "INT8": ("int_contents", np.int64),
+    "INT16": ("int_contents", np.int64),
+    "INT32": ("int_contents", np.int64),
+    "INT64": ("int64_contents", np.int64),
+    "UINT8": ("uint_contents", np.uint64),
+    "UINT16": ("uint_contents", np.uint64),
+    "UINT32": ("uint_contents", np.uint64),
+    "UINT64": ("uint64_contents", np.uint64),
+    "FP32": ("fp32_contents", np.float32),
+    "FP64": ("fp64_contents", np.float64),
+    "BYTES": ("bytes_contents", object),
+}
+
+
+def _inputs(request: pb.ModelInferRequest) -> list[dict[str, Any]]:
+    """The request's inputs as the V2 codec reads them: raw bytes, or typed contents."""
+    raw = request.raw_input_contents
+    if raw and len(raw) != len(request.inputs):
+        raise MalformedRequest(f"{len(raw)} raw_input_contents for {len(request.inputs)} inputs")
+    inputs = []
+    for index, tensor in enumerate(request.inputs):
+        data: Any
+        if raw:
+            data = bytes(raw[index])
+        else:
+            field, dtype = _CONTENTS.get(tensor.datatype, (None, None))
+            values = getattr(tensor.contents, field) if field else []
+            data = np.array(list(values) if dtype is object else values, dtype=dtype)
+        inputs.append(
+            {"name": tensor.name, "datatype": tensor.datatype, "shape": list(tensor.shape),
+             "data": data}
+        )  # fmt: skip
+    return inputs
+
+
+def _infer_response(
+    model: Any, request_id: str, results: list[tuple[str, np.ndarray]]
+) -> pb.ModelInferResponse:
+    response = pb.ModelInferResponse(
+        model_name=model.name, model_version=model.version, id=request_id
+    )
+    for name, values in results:
+        response.outputs.add(name=name, datatype=datatype_of(values), shape=list(values.shape))
+        response.raw_output_contents.append(to_raw(values))
+    return response
+
+
+class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
+    def __init__(self, plane: DataPlane, recorder: RequestRecorder) -> None:
+        self.plane = plane
+        self.recorder = recorder
+
+    async def _answer(
+        self, method: str, context: grpc.aio.ServicerContext, work: Callable[[], Awaitable[Any]]
+    ) -> Any:
+        """Run `work`; a refusal becomes the gRPC status of its HTTP code, same message."""
+        started = time.perf_counter()
+        status = 200
+        try:
+            return await work()
+        except ServingError as error:
+            status = error.status_code
+            code = _STATUS_CODES.get(status, grpc.StatusCode.INTERNAL)
+            message = error.message
+        except Exception:
+            status = 500
+            log.exception("gRPC %s failed", method)
+            code, message = grpc.StatusCode.INTERNAL, "internal server error"
+        finally:
+            self.recorder.record(f"/{SERVICE}/{method}", "GRPC", status, started)
+        await context.abort(code, message)
+
+    async def ServerLive(self, request: Any, context: Any) -> pb.ServerLiveResponse:
+        return pb.ServerLiveResponse(live=True)
+
+    async def ServerReady(self, request: Any, context: Any) -> pb.ServerReadyResponse:
+        return pb.ServerReadyResponse(ready=self.plane.ready)
+
+    async def ServerMetadata(self, request: Any, context: Any) -> pb.ServerMetadataResponse:
+        return pb.ServerMetadataResponse(**v2.server_metadata())
+
+    async def ModelReady(self, request: Any, context: Any) -> pb.ModelReadyResponse:
+        async def work() -> pb.ModelReadyResponse:
+            try:
+                v2.model_for(self.plane, request.name, request.version)
+            except NotReady:
+                return pb.ModelReadyResponse(ready=False)
+            return pb.ModelReadyResponse(ready=True)
+
+        return await self._answer("ModelReady", context, work)
+
+    async def ModelMetadata(self, request: Any, context: Any) -> pb.ModelMetadataResponse:
+        async def work() -> pb.ModelMetadataResponse:
+            meta = v2.metadata(v2.model_for(self.plane, request.name, request.version))
+            meta.pop("parameters")  # the gRPC message has no parameters
+            return pb.ModelMetadataResponse(**meta)
+
+        return await self._answer("ModelMetadata", context, work)
+
+    async def ModelInfer(self, request: Any, context: Any) -> pb.ModelInferResponse:
+        async def work() -> pb.ModelInferResponse:
+            model = v2.model_for(self.plane, request.model_name, request.model_version)
+            tensors = read_tensors({"inputs": _inputs(request)})
+            names = v2.requested_outputs([o.name for o in request.outputs], model)
+            results = await v2.infer(self.plane, model, tensors, names)
+            return _infer_response(model, request.id, results)
+
+        return await self._answer("ModelInfer", context, work)
+
+
+async def start_grpc_server(
+    plane: DataPlane, recorder: RequestRecorder, host: str, port: int, shared_port: bool
+) -> grpc.aio.Server:
+    """Serve V2 over gRPC on host:port; `shared_port` lets every pre-forked worker bind it."""
+    limit = plane.settings.server.max_body_bytes
+    server = grpc.aio.server(
+        options=[
+            ("grpc.max_receive_message_length", limit),
+            ("grpc.max_send_message_length", -1),
+            ("grpc.so_reuseport", 1 if shared_port else 0),
+        ]
+    )
+    pb_grpc.add_GRPCInferenceServiceServicer_to_server(InferenceServicer(plane, recorder), server)
+    address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    try:
+        server.add_insecure_port(address)
+    except RuntimeError as error:
+        raise StartupError(f"cannot listen for gRPC on {address}: {error}") from None
+    await server.start()
+    return server
