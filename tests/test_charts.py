@@ -329,6 +329,25 @@ def test_deployment_follows_the_conventions(chart: tuple[Repo, str]) -> None:
     }
 
 
+def test_grpc_is_served_on_its_own_port_or_off(chart: tuple[Repo, str]) -> None:
+    repo, name = chart
+
+    def rendered(values: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+        objects = _objects(repo, name, values)
+        service = _one(objects, "Service")
+        container = _one(objects, "Deployment")["spec"]["template"]["spec"]["containers"][0]
+        return service, container
+
+    service, container = rendered({})
+    grpc_port = next(p for p in service["spec"]["ports"] if p["name"] == "grpc")
+    assert (grpc_port["port"], grpc_port["targetPort"]) == (8081, "grpc")
+    assert {"name": "grpc", "containerPort": 8081, "protocol": "TCP"} in container["ports"]
+    assert {"name": "MDA_GRPC_PORT", "value": "8081"} in container["env"]
+    service, container = rendered({"service": {"grpcPort": 0}})
+    assert [p["name"] for p in service["spec"]["ports"]] == ["http"]
+    assert {"name": "MDA_GRPC_PORT", "value": "0"} in container["env"]
+
+
 def test_a_config_change_alone_rolls_the_pods(chart: tuple[Repo, str]) -> None:
     repo, name = chart
 

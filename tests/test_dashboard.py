@@ -27,3 +27,10 @@ def test_every_dashboard_query_names_an_exported_metric(iris_pipeline: Pipeline)
     used = {name for q in queries for name in re.findall(r"\b(mda_[a-z_]+)", q)}
     assert used, "the dashboard queries no mda_ metric"
     assert used <= exported, f"not exported: {sorted(used - exported)}"
+
+
+def test_the_dashboard_shows_grpc_traffic() -> None:
+    dashboard = json.loads(DASHBOARD.read_text())
+    queries = [t["expr"] for p in dashboard["panels"] for t in p["targets"]]
+    assert any('method="GRPC"' in q for q in queries)
+    assert any("/inference.GRPCInferenceService/ModelInfer" in q for q in queries)

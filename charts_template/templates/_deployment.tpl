@@ -45,9 +45,17 @@ spec:
             - name: http
               containerPort: 8080
               protocol: TCP
+            {{- if .Values.service.grpcPort }}
+            - name: grpc
+              containerPort: 8081
+              protocol: TCP
+            {{- end }}
           env:
             - name: PORT
               value: "8080"
+            # V2 over gRPC on 8081, or off when the Service exposes no gRPC port.
+            - name: MDA_GRPC_PORT
+              value: {{ if .Values.service.grpcPort }}"8081"{{ else }}"0"{{ end }}
             - name: MDA_CONFIG_PATH
               value: /etc/config/config.yaml
             # The root filesystem is read-only: GCS downloads go to the /tmp emptyDir.
