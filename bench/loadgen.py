@@ -22,11 +22,15 @@ _RECONNECT_DELAY_S = 0.01
 _STRAGGLER_S = 10.0  # how long past the end of a run a reply may still come
 
 
-def post_request(host: str, port: int, path: str, body: bytes) -> bytes:
-    """Encode one keep-alive HTTP/1.1 POST with a JSON body."""
+def post_request(
+    host: str, port: int, path: str, body: bytes, headers: dict[str, str] | None = None
+) -> bytes:
+    """Encode one keep-alive HTTP/1.1 POST with a body (JSON unless `headers` say else)."""
+    extra = {"Content-Type": "application/json", **(headers or {})}
     head = (
         f"POST {path} HTTP/1.1\r\nHost: {host}:{port}\r\n"
-        f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+        + "".join(f"{name}: {value}\r\n" for name, value in extra.items())
+        + f"Content-Length: {len(body)}\r\n\r\n"
     )
     return head.encode("ascii") + body
 

@@ -115,3 +115,43 @@ def prediction_bodies(count: int, rows_per_body: int = 1, seed: int = 1) -> list
     rng = np.random.default_rng(seed)
     rows = rng.normal(size=(count, rows_per_body, N_FEATURES))
     return [orjson.dumps({"instances": batch.tolist()}) for batch in rows]
+
+
+def binary_v2_bodies(count: int, rows_per_body: int, seed: int = 3) -> tuple[list[bytes], int]:
+    """V2 infer bodies with the binary extension: the same rows as `prediction_bodies`
+    (same seed), FP64, probabilities asked for as binary too; and the JSON header's length."""
+    rng = np.random.default_rng(seed)
+    rows = rng.normal(size=(count, rows_per_body, N_FEATURES))
+    size = rows_per_body * N_FEATURES * 8
+    header = orjson.dumps({
+        "inputs": [{"name": "input-0", "shape": [rows_per_body, N_FEATURES], "datatype": "FP64",
+                    "parameters": {"binary_data_size": size}}],
+        "outputs": [{"name": "predict_proba", "parameters": {"binary_data": True}}],
+    })  # fmt: skip
+    return [header + batch.astype("<f8").tobytes() for batch in rows], len(header)
+
+
+def single_row_rest_and_grpc(model: str) -> tuple[bytes, bytes]:
+    """One row as a `/predict` JSON body and as a serialized gRPC `ModelInferRequest`."""
+    from model_deployment_app.grpc_v2 import grpc_predict_v2_pb2 as pb
+
+    row = np.random.default_rng(9).normal(size=(1, N_FEATURES))
+    request = pb.ModelInferRequest(model_name=model)
+    request.inputs.add(name="input-0", datatype="FP64", shape=[1, N_FEATURES])
+    request.raw_input_contents.append(row.astype("<f8").tobytes())
+    return orjson.dumps({"instances": row.tolist()}), request.SerializeToString()
+
+
+def check_grpc(host: str, port: int, request: bytes) -> None:
+    """One real gRPC call with the benchmark's request: h2load cannot see gRPC errors."""
+    import grpc
+
+    from model_deployment_app.grpc_v2 import grpc_predict_v2_pb2 as pb
+    from model_deployment_app.grpc_v2 import grpc_predict_v2_pb2_grpc as pb_grpc
+
+    with grpc.insecure_channel(f"{host}:{port}") as channel:
+        reply = pb_grpc.GRPCInferenceServiceStub(channel).ModelInfer(
+            pb.ModelInferRequest.FromString(request), timeout=10
+        )
+    if not reply.raw_output_contents:
+        raise RuntimeError("the gRPC benchmark request got no output")

@@ -21,6 +21,10 @@ CACHED = "mda /predict cached"
 BATCH = "mda /predict 64-row"
 WORKERS4 = "mda uncached, 4 workers"
 WORKERS4_BATCH = "mda 64-row, 4 workers"
+REFERENCE_BATCH = "reference app 64-row"
+BINARY_BATCH = "mda V2 64-row binary"
+H2_REST = "mda REST (h2load, HTTP/1.1)"
+H2_GRPC = "mda gRPC (h2load, HTTP/2)"
 
 ANY_MODEL = "-"  # the floor's "model": it serves none
 
@@ -192,6 +196,22 @@ def targets(measurements: list[Measurement], pss: Memory) -> list[Target]:
             _div(p99("logreg", UNCACHED, 50), p99("logreg", REFERENCE, 50)),
             1.5,
             at_most=True,
+        ),
+        *(
+            Target(
+                f"logreg, {c} clients: V2 binary 64-row rows/s >= 3x reference JSON 64-row",
+                _div(rate("logreg", BINARY_BATCH, c), rate("logreg", REFERENCE_BATCH, c)),
+                3.0,
+            )
+            for c in (10, 50)
+        ),
+        *(
+            Target(
+                f"logreg, {c} clients: gRPC single-row req/s >= 1x REST (both h2load)",
+                _div(rate("logreg", H2_GRPC, c), rate("logreg", H2_REST, c)),
+                1.0,
+            )
+            for c in (10, 50)
         ),
         *(
             Target(

@@ -16,13 +16,27 @@ from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 
+import h2load
 import interrupt
 import loadgen
 import models
 import report
 import servers
 import soak
-from report import BATCH, CACHED, FLOOR, REFERENCE, UNCACHED, WORKERS4, WORKERS4_BATCH, Measurement
+from report import (
+    BATCH,
+    BINARY_BATCH,
+    CACHED,
+    FLOOR,
+    H2_GRPC,
+    H2_REST,
+    REFERENCE,
+    REFERENCE_BATCH,
+    UNCACHED,
+    WORKERS4,
+    WORKERS4_BATCH,
+    Measurement,
+)
 from servers import Launch
 
 CLIENTS = (10, 50)
@@ -33,9 +47,11 @@ class Scenario:
     name: str
     bodies: list[bytes]
     rows_per_request: int = 1
+    path: str = "/predict"
+    headers: dict[str, str] = field(default_factory=dict)
 
     def renamed(self, name: str) -> "Scenario":
-        return Scenario(name, self.bodies, self.rows_per_request)
+        return Scenario(name, self.bodies, self.rows_per_request, self.path, self.headers)
 
 
 @dataclass
@@ -64,19 +80,54 @@ class Bench:
 
     def _measure(self, model: str, scenario: Scenario, port: int) -> None:
         host = servers.HOST
-        requests = [loadgen.post_request(host, port, "/predict", b) for b in scenario.bodies]
+        requests = [
+            loadgen.post_request(host, port, scenario.path, body, scenario.headers)
+            for body in scenario.bodies
+        ]
         for clients in CLIENTS:
             if self.warmup_s > 0:
                 interrupt.run(loadgen.run_load(host, port, requests, clients, self.warmup_s))
             result = interrupt.run(loadgen.run_load(host, port, requests, clients, self.duration_s))
             m = Measurement(model, scenario.name, clients, scenario.rows_per_request, result)
-            self.measurements.append(m)
-            print(
-                f"  {model:<7} {scenario.name:<26} {clients:>3} clients: "
-                f"{result.requests_per_s:>8.0f} req/s, {result.errors} errors",
-                file=sys.stderr,
-                flush=True,
-            )
+            self._record(m)
+
+    def _record(self, m: Measurement) -> None:
+        self.measurements.append(m)
+        result = m.result
+        print(
+            f"  {m.model:<7} {m.scenario:<26} {m.clients:>3} clients: "
+            f"{result.requests_per_s:>8.0f} req/s, {result.errors} errors",
+            file=sys.stderr,
+            flush=True,
+        )
+
+    def serve_h2load(self, model: models.DemoModel) -> None:
+        """The same single-row request over REST and over gRPC, both driven by h2load."""
+        if not h2load.available():
+            self.failures.append("h2load is missing (apt-get install nghttp2-client)")
+            return
+        port, grpc_port = servers.free_port(), servers.free_port()
+        launch = servers.mda_serve(model.config, port, cache=False, grpc_port=str(grpc_port))
+        rest_body, grpc_body = models.single_row_rest_and_grpc(model.name)
+        base = f"http://{servers.HOST}"
+        try:
+            with servers.running(f"{model.name}: h2load", launch):
+                models.check_grpc(servers.HOST, grpc_port, grpc_body)
+                for clients in CLIENTS:
+                    for scenario, url, body, headers, http1 in (
+                        (H2_REST, f"{base}:{port}/predict", rest_body,
+                         {"content-type": "application/json"}, True),
+                        (H2_GRPC, f"{base}:{grpc_port}/inference.GRPCInferenceService/ModelInfer",
+                         h2load.grpc_frame(grpc_body),
+                         {"content-type": "application/grpc", "te": "trailers"}, False),
+                    ):  # fmt: skip
+                        if self.warmup_s > 0:
+                            h2load.run(url, body, headers, clients, self.warmup_s, http1)
+                        result = h2load.run(url, body, headers, clients, self.duration_s, http1)
+                        self._record(Measurement(model.name, scenario, clients, 1, result))
+        except RuntimeError as error:
+            self.failures.append(str(error))
+            print(f"FAILED {error}", file=sys.stderr, flush=True)
 
 
 def run_scenarios(bench: Bench, workdir: Path) -> None:
@@ -84,6 +135,7 @@ def run_scenarios(bench: Bench, workdir: Path) -> None:
     single = Scenario(UNCACHED, models.prediction_bodies(5000, seed=1))
     cached = Scenario(CACHED, models.prediction_bodies(100, seed=2))
     batch = Scenario(BATCH, models.prediction_bodies(500, rows_per_body=64, seed=3), 64)
+    binary_bodies, binary_header = models.binary_v2_bodies(500, rows_per_body=64, seed=3)
 
     bench.serve("-", FLOOR, partial(servers.uvicorn_app, "floor_app:app"), [single.renamed(FLOOR)])
     records = Scenario(UNCACHED, models.record_bodies(5000, seed=1))
@@ -99,6 +151,20 @@ def run_scenarios(bench: Bench, workdir: Path) -> None:
         )
         mda = partial(servers.mda_serve, model.config)
         uncached = [records] if mixed else [single, batch]
+        if model.name == "logreg":  # the same 64-row requests: JSON to the reference, binary V2
+            bench.serve(
+                model.name,
+                REFERENCE_BATCH,
+                partial(servers.uvicorn_app, "reference_app:app", env=reference_env),
+                [batch.renamed(REFERENCE_BATCH)],
+            )
+            binary = Scenario(
+                BINARY_BATCH, binary_bodies, 64, f"/v2/models/{model.name}/infer",
+                {"Content-Type": "application/octet-stream",
+                 "Inference-Header-Content-Length": str(binary_header)},
+            )  # fmt: skip
+            uncached.append(binary)
+            bench.serve_h2load(model)
         bench.serve(model.name, UNCACHED, partial(mda, cache=False), uncached)
         bench.serve(
             model.name, CACHED, partial(mda, cache=True), [cached_records if mixed else cached]

@@ -75,9 +75,7 @@ def _serve_one(settings: Settings, config: ModelConfig) -> None:
         _freeze_heap()
         return model
 
-    app = create_app(
-        settings, loader=load_and_freeze, on_load_failure=stop_on_failure, grpc=True
-    )
+    app = create_app(settings, loader=load_and_freeze, on_load_failure=stop_on_failure, grpc=True)
     server = uvicorn.Server(_uvicorn_config(app, settings))
     server.run()
     if failures:
@@ -106,6 +104,7 @@ def _check_grpc_port(settings: Settings) -> None:
         return
     family = socket.AF_INET6 if ":" in server.host else socket.AF_INET
     with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as gRPC's own bind does
         try:
             probe.bind((server.host, server.grpc_port))
         except OSError as error:

@@ -113,8 +113,12 @@ def test_bad_grpc_requests_get_their_status_and_the_server_keeps_serving(
             return stub.ModelInfer(pb.ModelInferRequest(**fields))
 
         def row(**override: Any) -> pb.ModelInferRequest.InferInputTensor:
-            tensor = {"name": "x", "datatype": "FP64", "shape": [1, 4],
-                      "contents": pb.InferTensorContents(fp64_contents=[5.1, 3.5, 1.4, 0.2])}
+            tensor = {
+                "name": "x",
+                "datatype": "FP64",
+                "shape": [1, 4],
+                "contents": pb.InferTensorContents(fp64_contents=[5.1, 3.5, 1.4, 0.2]),
+            }
             return pb.ModelInferRequest.InferInputTensor(**{**tensor, **override})  # fmt: skip
 
         cases = [
@@ -123,7 +127,8 @@ def test_bad_grpc_requests_get_their_status_and_the_server_keeps_serving(
             ({"model_name": "iris", "model_version": "9", "inputs": [row()]},
              grpc.StatusCode.NOT_FOUND, "has no version '9'"),
             ({"model_name": "iris", "inputs": [row(shape=[1, 3], contents=pb.InferTensorContents(
-                fp64_contents=[1, 2, 3]))]}, grpc.StatusCode.INVALID_ARGUMENT, "expected [rows, 4]"),
+                fp64_contents=[1, 2, 3]))]},
+             grpc.StatusCode.INVALID_ARGUMENT, "expected [rows, 4]"),
             ({"model_name": "iris", "inputs": [row(shape=[2, 4])]},
              grpc.StatusCode.INVALID_ARGUMENT, "shape [2, 4] needs 8 values, got 4"),
             ({"model_name": "iris", "inputs": [row(contents=None)], "raw_input_contents": [b"\0"]},
@@ -149,7 +154,9 @@ def test_bad_grpc_requests_get_their_status_and_the_server_keeps_serving(
         assert "binary_tensor_data" in stub.ServerMetadata(pb.ServerMetadataRequest()).extensions
     metrics = httpx.get(f"{server.url}/metrics").text
     assert 'route="/inference.GRPCInferenceService/ModelInfer",status="404"} 2.0' in metrics
-    assert 'method="GRPC",route="/inference.GRPCInferenceService/ModelInfer",status="200"' in metrics
+    assert (
+        'method="GRPC",route="/inference.GRPCInferenceService/ModelInfer",status="200"' in metrics
+    )
 
 
 def test_mlservers_numpy_codec_request_is_served(

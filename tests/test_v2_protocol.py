@@ -72,8 +72,10 @@ def test_binary_input_and_binary_outputs(
     raw = X.astype(dtype).tobytes()
     body, headers = binary_request(
         [("input-0", datatype, list(X.shape), raw)],
-        outputs=[{"name": "predict_proba", "parameters": {"binary_data": True}},
-                 {"name": "predict", "parameters": {"binary_data": True}}],  # fmt: skip
+        outputs=[
+            {"name": "predict_proba", "parameters": {"binary_data": True}},
+            {"name": "predict", "parameters": {"binary_data": True}},
+        ],
     )
     reply = iris_client.post("/v2/models/iris/infer", content=body, headers=headers)
     assert reply.status_code == 200, reply.text
@@ -125,7 +127,7 @@ BAD_BINARY = {
         [("x", "FP64", [1, 4], ROW)], lambda b: b[:-8], 400, "runs past the end of the body"
     ),
     "wrong element count": (
-        [("x", "FP64", [2, 4], ROW)], lambda b: b, 400, "shape [2, 4] of FP64 needs 64 bytes, got 32"
+        [("x", "FP64", [2, 4], ROW)], lambda b: b, 400, "[2, 4] of FP64 needs 64 bytes, got 32"
     ),
     "BYTES prefix past the end": (
         [("x", "BYTES", [1, 4], (100).to_bytes(4, "little") + b"abc")], lambda b: b, 400,

@@ -15,7 +15,6 @@ from model_deployment_app.errors import InvalidInput
 from model_deployment_app.handler import DataPlane
 
 _INFER_BODY: dict[str, Any] = {
-
     "required": True,
     "content": {
         "application/json": {

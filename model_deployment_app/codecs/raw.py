@@ -2,14 +2,16 @@
 little-endian, row-major; `BOOL` one byte per element; `BYTES` each element's 4-byte
 little-endian length, then its bytes."""
 
+import math
+
 import numpy as np
 
 from model_deployment_app.errors import MalformedRequest
 from model_deployment_app.schema import DTYPES
 
 
-def _size(shape: list[int]) -> int:
-    return int(np.prod(shape)) if shape else 1
+def element_count(shape: list[int]) -> int:
+    return math.prod(shape)
 
 
 def _strings(raw: bytes, count: int, name: str) -> np.ndarray:
@@ -40,7 +42,7 @@ def _strings(raw: bytes, count: int, name: str) -> np.ndarray:
 def from_raw(name: str, datatype: str, shape: list[int], raw: bytes) -> np.ndarray:
     """A flat array of the tensor's elements from its raw bytes; 400 when they do not hold
     exactly `shape`'s count of `datatype` elements."""
-    count = _size(shape)
+    count = element_count(shape)
     if datatype == "BYTES":
         return _strings(raw, count, name)
     dtype = DTYPES[datatype].newbyteorder("<")

@@ -15,7 +15,7 @@ import numpy as np
 
 from model_deployment_app.codecs import tables
 from model_deployment_app.codecs.columns import from_array, to_column
-from model_deployment_app.codecs.raw import from_raw
+from model_deployment_app.codecs.raw import element_count, from_raw
 from model_deployment_app.codecs.rows import to_rows
 from model_deployment_app.errors import InvalidInput, PayloadTooLarge
 from model_deployment_app.inputs import ModelInput, Table
@@ -61,8 +61,10 @@ def read_tensors(payload: Any) -> list[Tensor]:
         data = item.get("data")
         if isinstance(data, bytes):
             data = from_raw(name, datatype, shape, data)
-        elif isinstance(data, np.ndarray) and data.size != _size(shape):
-            raise InvalidInput(f"{label}: shape {shape} needs {_size(shape)} values, got {data.size}")
+        elif isinstance(data, np.ndarray) and data.size != element_count(shape):
+            raise InvalidInput(
+                f"{label}: shape {shape} needs {element_count(shape)} values, got {data.size}"
+            )
         elif not isinstance(data, list | np.ndarray):
             raise InvalidInput(f"{label}: data must be a list, flat or nested")
         tensors.append(Tensor(name, datatype, shape, data))
@@ -76,10 +78,6 @@ def _flat(tensor: Tensor) -> list[Any]:
     while data and isinstance(data[0], list):
         data = [value for part in data for value in part]
     return data
-
-
-def _size(shape: list[int]) -> int:
-    return int(np.prod(shape)) if shape else 1
 
 
 def _tensor_rows(tensor: Tensor, schema: InputSchema, max_rows: int) -> np.ndarray:
@@ -106,8 +104,10 @@ def _tensor_rows(tensor: Tensor, schema: InputSchema, max_rows: int) -> np.ndarr
         return rows
     data = tensor.data
     if data and not isinstance(data[0], list):
-        if len(data) != _size(shape):
-            raise InvalidInput(f"input shape {shape} needs {_size(shape)} values, got {len(data)}")
+        if len(data) != element_count(shape):
+            raise InvalidInput(
+                f"input shape {shape} needs {element_count(shape)} values, got {len(data)}"
+            )
         data = [data[i * width : (i + 1) * width] for i in range(shape[0])]
     rows = to_rows(data, width, max_rows)
     if len(rows) != shape[0]:
@@ -146,8 +146,10 @@ def _by_position(tensor: Tensor, schema: InputSchema, max_rows: int) -> Table:
         matrix = tensor.data.reshape(shape)
         return Table({c.name: from_array(matrix[:, j], c) for j, c in enumerate(schema)})
     flat = _flat(tensor)
-    if len(flat) != _size(shape):
-        raise InvalidInput(f"input shape {shape} needs {_size(shape)} values, got {len(flat)}")
+    if len(flat) != element_count(shape):
+        raise InvalidInput(
+            f"input shape {shape} needs {element_count(shape)} values, got {len(flat)}"
+        )
     rows = [flat[i * width : (i + 1) * width] for i in range(shape[0])]
     return tables.from_rows(rows, schema, max_rows)
 

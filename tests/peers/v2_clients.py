@@ -62,10 +62,9 @@ def triton(kind: str, url: str, spec: dict[str, Any]) -> dict[str, Any]:
     else:
         outputs = [client_lib.InferRequestedOutput(n) for n in spec["outputs"]]
     result = client.infer(spec["model"], inputs, model_version=version, outputs=outputs or None)
-    names = spec["outputs"] or [o["name"] for o in result.get_response(
-        **({"as_json": True} if kind == "grpc" else {}))["outputs"]]  # fmt: skip
-    metadata = client.get_model_metadata(spec["model"], model_version=version,
-                                         **({"as_json": True} if kind == "grpc" else {}))  # fmt: skip
+    as_json = {"as_json": True} if kind == "grpc" else {}
+    names = spec["outputs"] or [o["name"] for o in result.get_response(**as_json)["outputs"]]
+    metadata = client.get_model_metadata(spec["model"], model_version=version, **as_json)
     return {
         "ready": client.is_server_ready() and client.is_model_ready(spec["model"], version),
         "metadata": metadata,
@@ -74,7 +73,13 @@ def triton(kind: str, url: str, spec: dict[str, Any]) -> dict[str, Any]:
 
 
 async def kserve(kind: str, url: str, spec: dict[str, Any]) -> dict[str, Any]:
-    from kserve import InferenceGRPCClient, InferenceRESTClient, InferInput, InferRequest, RESTConfig
+    from kserve import (
+        InferenceGRPCClient,
+        InferenceRESTClient,
+        InferInput,
+        InferRequest,
+        RESTConfig,
+    )
     from kserve.protocol.infer_type import RequestedOutput
 
     inputs = []
