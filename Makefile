@@ -115,4 +115,7 @@ bump-version: $(STAMP) ## Bump pyproject's version and every chart's appVersion:
 	$(BIN)/python -m model_deployment_app.deploy.versioning $(PART)
 
 bench: $(STAMP) ## Load benchmark on loopback: floor, reference app, mda (SOAK=600: the soak test)
+	@command -v h2load >/dev/null || { echo "installing h2load (apt: nghttp2-client)"; \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nghttp2-client >/dev/null \
+		|| echo "warning: no h2load; the gRPC and REST h2load figures are skipped" >&2; }
 	$(BIN)/python bench/run.py $(if $(SOAK),--soak $(SOAK))
