@@ -3,6 +3,9 @@
 One model call runs at a time (in a thread, off the event loop). Requests that arrive while it
 runs queue up and form the next batch, so batches grow with load and a lone request waits for
 nothing. `max_batch_delay_ms` optionally holds a batch open for stragglers.
+
+A merged call that raises is split in halves and retried, down to single requests, so only the
+requests that cause the failure get it: one bad request never fails the others batched with it.
 """
 
 import asyncio
@@ -113,9 +116,13 @@ class Batcher:
             if len(result) != len(rows):
                 raise RuntimeError(f"the model returned {len(result)} rows for {len(rows)}")
         except Exception as error:
-            for pending in group:
-                if not pending.future.done():
-                    pending.future.set_exception(error)
+            if len(group) == 1:
+                if not group[0].future.done():
+                    group[0].future.set_exception(error)
+                return
+            half = len(group) // 2  # find the guilty: each half on its own
+            await self._run_group(loop, output, group[:half])
+            await self._run_group(loop, output, group[half:])
             return
         if self._observe is not None:
             self._observe(len(rows), loop.time() - started)

@@ -13,7 +13,7 @@ import numpy as np
 
 from model_deployment_app.batching import Batcher
 from model_deployment_app.cache import PredictionCache
-from model_deployment_app.errors import NotReady, PredictionFailed
+from model_deployment_app.errors import InvalidInput, NotReady, PredictionFailed
 from model_deployment_app.inputs import ModelInput, row_keys
 from model_deployment_app.metrics import Metrics
 from model_deployment_app.predictor import LoadedModel
@@ -59,14 +59,48 @@ class DataPlane:
         assert self.model is not None
         return self.model.run(output, rows)
 
-    async def _compute(self, output: str, rows: ModelInput) -> np.ndarray:
+    async def _compute(
+        self, output: str, rows: ModelInput, positions: list[int] | None = None
+    ) -> np.ndarray:
+        """The model's output for `rows` (the request's rows at `positions`, default all).
+
+        A `ValueError`, `TypeError`, `ArithmeticError` (or a warning raised as an error) from
+        the model is its verdict on the values it was given: a 422 naming the first row it
+        refuses. Anything else is a 500. Either way one
+        log line, and only this request fails (the batcher isolates it)."""
         try:
             return await self._batcher.predict(output, rows)
         except asyncio.CancelledError:
             raise
+        except (ValueError, TypeError, ArithmeticError, Warning) as error:
+            first = await self._first_refused_row(output, rows)
+            row = positions[first] if positions is not None else first
+            reason = f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}"
+            log.warning("the model refused row %d of a request: %s", row, reason)
+            raise InvalidInput(f"row {row}: the model cannot take it: {reason}") from None
         except Exception as error:
-            log.exception("prediction failed")
+            log.error("prediction failed: %s: %s", type(error).__name__, error)
             raise PredictionFailed(f"prediction failed: {type(error).__name__}: {error}") from None
+
+    async def _first_refused_row(self, output: str, rows: ModelInput) -> int:
+        """The shortest failing prefix, by bisection: log2(rows) model calls."""
+        loop = asyncio.get_running_loop()
+
+        async def fails(count: int) -> bool:
+            try:
+                await loop.run_in_executor(self._executor, self._call_model, output, rows[:count])
+            except Exception:
+                return True
+            return False
+
+        low, high = 1, len(rows)  # rows[:high] is known to fail
+        while low < high:
+            middle = (low + high) // 2
+            if await fails(middle):
+                high = middle
+            else:
+                low = middle + 1
+        return high - 1
 
     async def infer(self, rows: ModelInput, output: str) -> np.ndarray:
         """The model's `output` for each row of `rows`, from the cache where it can."""
@@ -88,7 +122,7 @@ class DataPlane:
             computed = await self._compute(output, rows)
             self.cache.set_many(keys, computed)
             return computed
-        computed = await self._compute(output, rows[missing])
+        computed = await self._compute(output, rows[missing], missing)
         self.cache.set_many([keys[i] for i in missing], computed)
         for position, index in enumerate(missing):
             cached[index] = computed[position]

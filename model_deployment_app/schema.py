@@ -58,6 +58,7 @@ class InputSchema:
     width: int
     columns: tuple[Column, ...] = ()
     frame_columns: tuple[str, ...] | None = None  # tensor rows handed over as a named DataFrame
+    value_limit: float | None = None  # largest magnitude the model computes with (float32)
 
     @property
     def names(self) -> tuple[str, ...]:
@@ -101,6 +102,21 @@ class InputSchema:
         )
 
 
+# Estimators that cast their input to float32: a finite float64 past its range is their error.
+_FLOAT32_MODELS = (
+    "DecisionTreeClassifier", "DecisionTreeRegressor", "ExtraTreeClassifier",
+    "ExtraTreeRegressor", "RandomForestClassifier", "RandomForestRegressor",
+    "ExtraTreesClassifier", "ExtraTreesRegressor", "GradientBoostingClassifier",
+    "GradientBoostingRegressor", "IsolationForest", "PyTorchEstimator",
+)  # fmt: skip
+
+
+def _value_limit(estimator: Any) -> float | None:
+    if type(estimator).__name__ in _FLOAT32_MODELS:
+        return float(np.finfo(np.float32).max)
+    return None
+
+
 def _feature_names(estimator: Any) -> list[str] | None:
     names = getattr(estimator, "feature_names_in_", None)
     return None if names is None else [str(n) for n in names]
@@ -120,7 +136,8 @@ def schema_for(config: ModelConfig, estimator: Any) -> InputSchema:
             )
         # Trained on a DataFrame of numbers: hand it one, so it sees the names it knows.
         frame = tuple(names) if names and len(names) == config.input_size else None
-        return InputSchema("tensor", config.input_size, frame_columns=frame)
+        limit = _value_limit(estimator)
+        return InputSchema("tensor", config.input_size, frame_columns=frame, value_limit=limit)
     declared = {spec.name: spec.datatype for spec in config.inputs}
     if names is not None:
         missing = [n for n in names if n not in declared]

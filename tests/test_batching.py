@@ -101,6 +101,22 @@ def test_a_failing_model_call_fails_only_the_requests_in_it() -> None:
         np.testing.assert_array_equal(answer, rows.sum(axis=1))
 
 
+def test_a_poison_request_fails_alone_even_when_merged_with_others() -> None:
+    model = RecordingModel(fail_on=-1.0, delay=0.002)
+    requests = [("predict", np.full((1, 3), float(i))) for i in range(40)]
+    poisoned = {7, 23}
+    for index in poisoned:
+        requests[index] = ("predict", np.full((2, 3), -1.0))
+    with ThreadPoolExecutor(1) as pool:
+        answers = run_requests(Batcher(model, pool, max_rows=64), requests)
+    for index, ((_, rows), answer) in enumerate(zip(requests, answers, strict=True)):
+        if index in poisoned:
+            assert isinstance(answer, ValueError)
+        else:
+            np.testing.assert_array_equal(answer, rows.sum(axis=1))
+    assert max(size for _, size in model.calls) > 2, "requests were merged before the split"
+
+
 def test_max_delay_holds_a_batch_open_for_stragglers() -> None:
     model = RecordingModel()
 

@@ -12,7 +12,7 @@
 from typing import Any
 
 from model_deployment_app.codecs import tables
-from model_deployment_app.codecs.rows import to_rows
+from model_deployment_app.codecs.rows import check_range, to_rows
 from model_deployment_app.errors import InvalidInput
 from model_deployment_app.inputs import ModelInput
 from model_deployment_app.schema import InputSchema
@@ -29,7 +29,7 @@ def _split_rows(split: Any, schema: InputSchema, max_rows: int) -> ModelInput:
             f'dataframe_split: expected {{"columns": [...], "data": [[...]]}} with '
             f"{schema.width} columns (inputSize)"
         )
-    return to_rows(split.get("data"), schema.width, max_rows)
+    return check_range(to_rows(split.get("data"), schema.width, max_rows), schema.value_limit)
 
 
 def _named_only(schema: InputSchema) -> InvalidInput:
@@ -59,7 +59,7 @@ def decode_predict(payload: Any, schema: InputSchema, max_rows: int) -> ModelInp
     if schema.layout == "tensor":
         if isinstance(instances, list) and instances and isinstance(instances[0], dict):
             raise _named_only(schema)
-        return to_rows(instances, schema.width, max_rows)
+        return check_range(to_rows(instances, schema.width, max_rows), schema.value_limit)
     tables.check_count(instances, max_rows)
     first = instances[0]
     if isinstance(first, dict):

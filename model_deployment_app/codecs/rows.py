@@ -50,3 +50,17 @@ def to_rows(rows: Any, width: int, max_rows: int) -> np.ndarray:
     if not np.isfinite(array).all():
         raise InvalidInput(_first_problem(rows, width))
     return array
+
+
+def check_range(rows: np.ndarray, limit: float | None) -> np.ndarray:
+    """Refuse values past the magnitude the model computes with (float32 for trees), naming
+    the first: the model would fail on them, and fail every request batched with them."""
+    if limit is not None:
+        inside = np.abs(rows) <= limit
+        if not inside.all():
+            row, feature = (int(i) for i in np.argwhere(~inside)[0])
+            raise InvalidInput(
+                f"row {row}, feature {feature}: {rows[row, feature]:g} is past what the model "
+                f"computes with (float32, at most ±{limit:.4g})"
+            )
+    return rows

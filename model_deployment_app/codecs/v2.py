@@ -16,7 +16,7 @@ import numpy as np
 from model_deployment_app.codecs import tables
 from model_deployment_app.codecs.columns import from_array, to_column
 from model_deployment_app.codecs.raw import element_count, from_raw
-from model_deployment_app.codecs.rows import to_rows
+from model_deployment_app.codecs.rows import check_range, to_rows
 from model_deployment_app.errors import InvalidInput, PayloadTooLarge
 from model_deployment_app.inputs import ModelInput, Table
 from model_deployment_app.schema import DTYPES, Column, InputSchema
@@ -181,7 +181,7 @@ def decode_inputs(tensors: list[Tensor], schema: InputSchema, max_rows: int) -> 
             raise InvalidInput(
                 f"expected one input tensor [rows, {schema.width}], got {len(tensors)}"
             )
-        return _tensor_rows(tensors[0], schema, max_rows)
+        return check_range(_tensor_rows(tensors[0], schema, max_rows), schema.value_limit)
     if len(tensors) == 1 and tensors[0].name not in schema.names:
         if len(schema.columns) == 1:
             only = tensors[0]
