@@ -31,8 +31,8 @@ def forest() -> RandomForestClassifier:
 def scaled_forest() -> Pipeline:
     """The forest behind a scaler: the server cannot tell its range up front."""
     X, y = load_iris(return_X_y=True)
-    return make_pipeline(StandardScaler(), RandomForestClassifier(n_estimators=10,
-                                                                  random_state=0)).fit(X, y)  # fmt: skip
+    forest = RandomForestClassifier(n_estimators=10, random_state=0)
+    return make_pipeline(StandardScaler(), forest).fit(X, y)
 
 
 def test_a_tree_models_float32_range_is_checked_up_front(forest: RandomForestClassifier) -> None:
