@@ -6,6 +6,7 @@ an operator names in `MDA_SKOPS_TRUSTED_TYPES`), never the list the file itself 
 """
 
 import pickle
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -70,6 +71,12 @@ def load_estimator(path: Path, model_type: str, skops_trusted: tuple[str, ...] =
         raise StartupError(
             f"cannot load {path.name} as {model_type}: it needs the module '{error.name}'"
             " (PyTorch models need the torch extra)"
+        ) from None
+    except (EOFError, pickle.UnpicklingError, KeyError, IndexError, zipfile.BadZipFile) as error:
+        # What a truncated or foreign file raises; the bare message ("KeyError: 45") says little.
+        raise StartupError(
+            f"{path.name} is not a valid {model_type} file (truncated or corrupt?): "
+            f"{type(error).__name__}: {error}"
         ) from None
     except Exception as error:
         raise StartupError(

@@ -5,6 +5,7 @@ serve the configured job or width, so a bad model never reports ready.
 """
 
 import logging
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -122,9 +123,36 @@ def _warm_up(model: LoadedModel) -> np.ndarray | None:
 
 
 def load_model(config: ModelConfig, settings: ServerSettings) -> LoadedModel:
-    """Fetch, load and check the configured model; StartupError names what is wrong."""
+    """Fetch, load and check the configured model within `MDA_LOAD_TIMEOUT_SECONDS`;
+    StartupError names what is wrong, whatever went wrong."""
+    outcome: list[LoadedModel | BaseException] = []
+
+    def work() -> None:
+        try:
+            outcome.append(_load(config, settings))
+        except BaseException as error:  # handed to the waiting thread below
+            outcome.append(error)
+
+    # A daemon thread: one stuck past the deadline never keeps the process from exiting.
+    worker = threading.Thread(target=work, name="mda-load", daemon=True)
+    worker.start()
+    worker.join(settings.load_timeout_seconds)
+    if not outcome:
+        raise StartupError(
+            f"loading the model took longer than {settings.load_timeout_seconds:g}s "
+            "(MDA_LOAD_TIMEOUT_SECONDS)"
+        )
+    result = outcome[0]
+    if isinstance(result, StartupError):
+        raise result
+    if isinstance(result, BaseException):
+        raise StartupError(f"cannot load the model: {type(result).__name__}: {result}") from None
+    return result
+
+
+def _load(config: ModelConfig, settings: ServerSettings) -> LoadedModel:
     started = time.perf_counter()
-    artifact = storage.fetch(config.model, settings.download_dir)
+    artifact = storage.fetch(config.model, settings.download_dir, settings.load_timeout_seconds)
     trusted = tuple(t.strip() for t in settings.skops_trusted_types.split(",") if t.strip())
     estimator = load_estimator(artifact.path, config.model_type, trusted)
     model = prepare(estimator, config, artifact.sha256)

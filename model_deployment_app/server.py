@@ -54,7 +54,7 @@ def _uvicorn_config(app: Any, settings: Settings) -> Any:
         access_log=server.access_log,
         root_path=server.root_path,
         server_header=False,
-        timeout_graceful_shutdown=10,
+        timeout_graceful_shutdown=int(server.graceful_shutdown_seconds),
     )
 
 
@@ -156,6 +156,9 @@ def _serve_prefork(settings: Settings, config: ModelConfig) -> None:
     def stop(signum: int, frame: Any) -> None:
         nonlocal stopping
         stopping = True
+        # Once every worker has stopped accepting, the port closes and new connections are
+        # refused at once, instead of waiting in a backlog nobody reads and being reset.
+        sock.close()
         for pid in workers:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGTERM)

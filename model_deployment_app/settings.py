@@ -26,6 +26,8 @@ class ServerSettings(_Env):
     """The path prefix a proxy strips (e.g. /iris-classifier), so /docs finds its schema."""
     workers: int = Field(default=1, ge=1, le=64)
     """Worker processes; the model is loaded once, before they fork."""
+    load_timeout_seconds: float = Field(default=240.0, gt=0)
+    """Longest the model may take to fetch and load (retries included) before start-up fails."""
     download_dir: str | None = None
     """Where GCS artifacts are downloaded (default: a temporary directory)."""
     max_body_bytes: int = Field(default=16 * 1024 * 1024, ge=1024)
@@ -34,6 +36,8 @@ class ServerSettings(_Env):
     """Most rows in one request; more is 413."""
     skops_trusted_types: str = ""
     """Comma-separated extra types an operator vouches for when loading skops artifacts."""
+    graceful_shutdown_seconds: float = Field(default=25.0, ge=0)
+    """On SIGTERM, how long requests in flight may finish; then they get a JSON 503."""
     log_level: str = "info"
     """uvicorn log level."""
     access_log: bool = False

@@ -329,6 +329,25 @@ def test_deployment_follows_the_conventions(chart: tuple[Repo, str]) -> None:
     }
 
 
+def test_the_pod_drains_and_gives_up_loading_within_its_time(chart: tuple[Repo, str]) -> None:
+    repo, name = chart
+
+    def container(values: dict[str, Any]) -> dict[str, Any]:
+        deployment = _one(_objects(repo, name, values), "Deployment")
+        return dict(deployment["spec"]["template"]["spec"]["containers"][0])
+
+    default = container({})
+    env = {e["name"]: e.get("value") for e in default["env"]}
+    assert default["lifecycle"]["preStop"]["exec"]["command"] == ["sleep", "5"]
+    assert env["MDA_GRACEFUL_SHUTDOWN_SECONDS"] == "22"  # 30 s grace - 5 s pause - 3 s margin
+    assert env["MDA_LOAD_TIMEOUT_SECONDS"] == "270"  # the startup probe's 300 s - 30 s
+    custom = container({"terminationGracePeriodSeconds": 60, "preStopSleepSeconds": 0,
+                        "startupProbe": {"periodSeconds": 2, "failureThreshold": 30}})  # fmt: skip
+    env = {e["name"]: e.get("value") for e in custom["env"]}
+    assert "lifecycle" not in custom
+    assert (env["MDA_GRACEFUL_SHUTDOWN_SECONDS"], env["MDA_LOAD_TIMEOUT_SECONDS"]) == ("57", "30")
+
+
 def test_grpc_is_served_on_its_own_port_or_off(chart: tuple[Repo, str]) -> None:
     repo, name = chart
 

@@ -182,3 +182,37 @@ def test_root_path_setting_points_docs_at_the_prefixed_schema(
     server = start_server(config, MDA_ROOT_PATH="/iris")
     assert "/iris/openapi.json" in httpx.get(f"{server.url}/docs").text
     assert httpx.post(f"{server.url}/predict", json=[[5.1, 3.5, 1.4, 0.2]]).status_code == 200
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_gcs_unreachable_exits_in_one_line_within_the_load_timeout(
+    workers: str, start_server: Start, tmp_path: Path
+) -> None:
+    import time
+
+    config = write_yaml(tmp_path / "c.yaml", gcs_config("models", "iris/model.joblib"))
+    started = time.monotonic()
+    output = start_refused(
+        start_server, config, MDA_WORKERS=workers, MDA_LOAD_TIMEOUT_SECONDS="3",
+        STORAGE_EMULATOR_HOST="http://127.0.0.1:9",  # nothing listens on the discard port
+    )  # fmt: skip
+    assert time.monotonic() - started < 20
+    line = refusal_line(output)
+    assert "cannot reach GCS to download gs://models/iris/model.joblib within 3s" in line
+    assert "retrying gs://models/iris/model.joblib" in output  # transient errors are logged
+
+
+def test_a_directory_or_a_corrupt_file_is_named_for_what_it_is(
+    start_server: Start, write_model: Callable, iris_pipeline: Pipeline, tmp_path: Path
+) -> None:
+    config, artifact = write_model(iris_pipeline, job="classification", input_size=4)
+    data = yaml.safe_load(config.read_text())
+    data["model"]["path"] = str(tmp_path)
+    directory = write_yaml(tmp_path / "dir.yaml", data)
+    assert "is a directory, not a model file" in refusal_line(
+        start_refused(start_server, directory)
+    )
+    artifact.write_bytes(artifact.read_bytes()[:200])
+    assert "not a valid joblib file (truncated or corrupt?)" in refusal_line(
+        start_refused(start_server, config)
+    )

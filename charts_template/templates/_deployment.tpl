@@ -68,6 +68,14 @@ spec:
             - name: MDA_ROOT_PATH
               value: {{ include "mda-template.ingressPath" . | quote }}
             {{- end }}
+            # Give up loading (one log line, exit 1) before the startup probe would kill the pod.
+            - name: MDA_LOAD_TIMEOUT_SECONDS
+              {{- $probe := .Values.startupProbe | default dict }}
+              {{- $window := mul ($probe.periodSeconds | default 10) ($probe.failureThreshold | default 3) }}
+              value: {{ max 10 (sub $window 30) | quote }}
+            # Drain within the grace period, after the preStop pause.
+            - name: MDA_GRACEFUL_SHUTDOWN_SECONDS
+              value: {{ max 1 (sub (sub (int .Values.terminationGracePeriodSeconds) (int .Values.preStopSleepSeconds)) 3) | quote }}
             {{- with .Values.redisUrl }}
             - name: MDA_REDIS_URL
               value: {{ . | quote }}
@@ -79,6 +87,13 @@ spec:
             {{- with .Values.extraEnv }}
             {{- toYaml . | nindent 12 }}
             {{- end }}
+          {{- if .Values.preStopSleepSeconds }}
+          # Keep serving while the endpoints controller removes the pod from the Service.
+          lifecycle:
+            preStop:
+              exec:
+                command: ["sleep", "{{ .Values.preStopSleepSeconds }}"]
+          {{- end }}
           startupProbe:
             httpGet:
               path: /v2/health/live

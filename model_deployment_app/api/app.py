@@ -60,7 +60,12 @@ def create_app(
     async def load_in_background(load: ModelLoader) -> None:
         try:
             plane.set_model(await asyncio.to_thread(load))
-        except StartupError as error:
+        except Exception as raised:  # whatever it is, it ends in one line, never silently
+            error = (
+                raised
+                if isinstance(raised, StartupError)
+                else StartupError(f"cannot load the model: {type(raised).__name__}: {raised}")
+            )
             plane.load_error = f"the model cannot be served: {error}"
             if on_load_failure is not None:
                 on_load_failure(error)

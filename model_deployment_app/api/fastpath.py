@@ -6,6 +6,8 @@ functions FastAPI has registered for them, so `/docs` still describes them; ever
 request goes on to FastAPI untouched.
 """
 
+import asyncio
+import contextlib
 import re
 import time
 from collections.abc import Awaitable, Callable
@@ -16,6 +18,9 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from model_deployment_app.api.middleware import RequestRecorder
+from model_deployment_app.errors import NotReady
+
+SHUTTING_DOWN = NotReady("the server is shutting down: retry, another replica will answer")
 
 Endpoint = Callable[[Request], Awaitable[Response]]
 ErrorResponder = Callable[[Exception], Response]
@@ -64,6 +69,12 @@ class FastPath:
                 except ClientDisconnect:  # nobody left to answer: count it as nginx does
                     self.recorder.record(route.path, "POST", 499, started)
                     return
+                except asyncio.CancelledError:  # the drain's deadline: say so, then stop
+                    response = self.error_response(SHUTTING_DOWN)
+                    self.recorder.record(route.path, "POST", response.status_code, started)
+                    with contextlib.suppress(Exception):
+                        await response(scope, receive, send)
+                    raise
                 except Exception as error:
                     response = self.error_response(error)
                 try:
