@@ -10,6 +10,7 @@ import logging
 import time
 from collections import OrderedDict
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
@@ -28,13 +29,27 @@ class PredictionCache(Protocol):
     async def close(self) -> None: ...
 
 
-class MemoryCache:
-    """A per-process LRU with a TTL."""
+# What an entry costs beyond its key and value bytes: the dict slot, the tuple, the float,
+# the ndarray header (measured with tracemalloc on CPython 3.11, rounded up).
+_ENTRY_OVERHEAD = 256
 
-    def __init__(self, max_entries: int, ttl_seconds: float) -> None:
-        self._entries: OrderedDict[bytes, tuple[float, np.ndarray]] = OrderedDict()
+
+def _entry_bytes(key: bytes, value: np.ndarray) -> int:
+    size = len(key) + value.nbytes + _ENTRY_OVERHEAD
+    if value.dtype == object:  # labels: the strings themselves
+        size += sum(len(str(v)) + 49 for v in value.ravel())
+    return size
+
+
+class MemoryCache:
+    """A per-process LRU with a TTL, bounded in entries and in bytes."""
+
+    def __init__(self, max_entries: int, ttl_seconds: float, max_bytes: int = 256 << 20) -> None:
+        self._entries: OrderedDict[bytes, tuple[float, np.ndarray, int]] = OrderedDict()
         self._max_entries = max_entries
+        self._max_bytes = max_bytes
         self._ttl = ttl_seconds
+        self.size_bytes = 0
 
     async def get_many(self, keys: Sequence[bytes]) -> list[np.ndarray | None]:
         now = time.monotonic()
@@ -51,13 +66,21 @@ class MemoryCache:
     def set_many(self, keys: Sequence[bytes], values: np.ndarray) -> None:
         expires = time.monotonic() + self._ttl
         for key, value in zip(keys, values, strict=True):
-            self._entries[key] = (expires, np.array(value))  # a copy; scalars (labels) too
-            self._entries.move_to_end(key)
-        while len(self._entries) > self._max_entries:
-            self._entries.popitem(last=False)
+            stored = np.array(value)  # a copy; scalars (labels) too
+            size = _entry_bytes(key, stored)
+            old = self._entries.pop(key, None)
+            if old is not None:
+                self.size_bytes -= old[2]
+            self._entries[key] = (expires, stored, size)
+            self.size_bytes += size
+        while self._entries and (
+            len(self._entries) > self._max_entries or self.size_bytes > self._max_bytes
+        ):
+            self.size_bytes -= self._entries.popitem(last=False)[1][2]
 
     async def close(self) -> None:
         self._entries.clear()
+        self.size_bytes = 0
 
 
 def encode(value: np.ndarray) -> bytes:
@@ -146,9 +169,29 @@ class RedisCache:
         await self._client.aclose()
 
 
-def build_cache(settings: CacheSettings) -> PredictionCache | None:
+def container_memory_limit() -> int | None:
+    """The cgroup's memory limit in bytes (v2, then v1), or None where there is none."""
+    for path in ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"):
+        try:
+            text = Path(path).read_text().strip()
+        except OSError:
+            continue
+        if text.isdigit() and int(text) < 1 << 60:  # v1 says "no limit" with a huge number
+            return int(text)
+    return None
+
+
+def default_max_bytes(workers: int) -> int:
+    """A quarter of the container's memory, shared by the workers; at most 256 MiB each."""
+    limit = container_memory_limit()
+    share = limit // 4 // workers if limit else 256 << 20
+    return max(1 << 20, min(256 << 20, share))
+
+
+def build_cache(settings: CacheSettings, workers: int = 1) -> PredictionCache | None:
     if not settings.cache_enabled:
         return None
     if settings.redis_url:
         return RedisCache(settings.redis_url, settings)
-    return MemoryCache(settings.cache_max_entries, settings.cache_ttl_seconds)
+    max_bytes = settings.cache_max_bytes or default_max_bytes(workers)
+    return MemoryCache(settings.cache_max_entries, settings.cache_ttl_seconds, max_bytes)

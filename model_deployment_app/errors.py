@@ -21,8 +21,16 @@ class ModelNotFound(ServingError):
     status_code = 404
 
 
+class RequestTimeout(ServingError):
+    status_code = 408
+
+
 class PayloadTooLarge(ServingError):
     status_code = 413
+
+
+class UnsupportedEncoding(ServingError):
+    status_code = 415
 
 
 class InvalidInput(ServingError):

@@ -5,6 +5,7 @@ with named inputs gets a `Table`: one typed 1-D array per column. Both can be co
 sliced by row, concatenated (batching) and keyed per row (the cache), with the functions here.
 """
 
+import hashlib
 from collections.abc import Sequence
 from typing import Any
 
@@ -70,8 +71,22 @@ def concat(parts: Sequence[ModelInput]) -> ModelInput:
     return np.concatenate(parts)  # type: ignore[arg-type]
 
 
+# Rows longer than this are keyed by a 128-bit digest, so that a wide model's cache holds its
+# answers, not copies of its inputs (a 1,000-feature row is 8 KB).
+_LONGEST_RAW_KEY = 128
+
+
+def _compact(row: bytes) -> bytes:
+    if len(row) <= _LONGEST_RAW_KEY:
+        return b"r" + row
+    return b"h" + hashlib.blake2b(row, digest_size=16).digest()
+
+
 def row_keys(rows: ModelInput, prefix: bytes) -> list[bytes]:
-    """One cache key per row: `prefix` (model, schema, output) + the row's exact bytes."""
+    """One cache key per row: `prefix` (model, schema, output) + the row's exact bytes, or
+    their 128-bit BLAKE2 digest for long rows."""
     if isinstance(rows, Table):
-        return [prefix + key for key in rows.row_keys()]
-    return [prefix + row.tobytes() for row in rows]
+        return [prefix + _compact(key) for key in rows.row_keys()]
+    if rows.shape[1] * rows.itemsize <= _LONGEST_RAW_KEY:
+        return [prefix + b"r" + row.tobytes() for row in rows]
+    return [prefix + _compact(row.tobytes()) for row in rows]

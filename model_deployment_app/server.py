@@ -45,9 +45,12 @@ def _freeze_heap() -> None:
 def _uvicorn_config(app: Any, settings: Settings) -> Any:
     import uvicorn
 
+    from model_deployment_app.api.protocol import guarded_protocol
+
     server = settings.server
     return uvicorn.Config(
         app,
+        http=guarded_protocol(server.header_timeout_seconds, server.max_connections),
         host=server.host,
         port=server.port,
         log_level=server.log_level,

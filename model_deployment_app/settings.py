@@ -34,6 +34,12 @@ class ServerSettings(_Env):
     """Largest request body accepted; larger is 413."""
     max_rows: int = Field(default=10_000, ge=1)
     """Most rows in one request; more is 413."""
+    header_timeout_seconds: float = Field(default=10.0, gt=0)
+    """A connection must send a request's headers within this; else 408 and it is closed."""
+    body_timeout_seconds: float = Field(default=30.0, gt=0)
+    """A request's body must arrive within this; else 408."""
+    max_connections: int = Field(default=2048, ge=1)
+    """Open connections per worker; past it a new one gets 503 and is closed."""
     skops_trusted_types: str = ""
     """Comma-separated extra types an operator vouches for when loading skops artifacts."""
     graceful_shutdown_seconds: float = Field(default=25.0, ge=0)
@@ -53,6 +59,9 @@ class CacheSettings(_Env):
     """How long a cached prediction lives."""
     cache_max_entries: int = Field(default=100_000, ge=1)
     """Rows kept by the in-process LRU cache (per worker)."""
+    cache_max_bytes: int | None = Field(default=None, ge=1024)
+    """Memory the in-process cache may hold (per worker); default a quarter of the container's
+    memory limit divided among the workers, at most 256 MiB."""
     redis_timeout_ms: float = Field(default=50.0, gt=0)
     """Socket timeout for Redis; past it the request is served without the cache."""
     redis_retry_seconds: float = Field(default=2.0, gt=0)

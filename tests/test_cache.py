@@ -107,3 +107,25 @@ def test_a_new_artifact_never_gets_old_answers(iris_pipeline: Pipeline, redis_se
             client.post("/predict", json=row)
             time.sleep(0.1)
             assert app.state.plane.metrics.cache_hits._value.get() == 0
+
+
+def test_the_memory_cache_is_bounded_in_bytes() -> None:
+    cache = MemoryCache(max_entries=1_000_000, ttl_seconds=60, max_bytes=1 << 20)
+    rng = np.random.default_rng(0)
+    for start in range(0, 20_000, 500):
+        keys = [f"k{i}".encode() * 10 for i in range(start, start + 500)]
+        cache.set_many(keys, rng.normal(size=(500, 3)))
+    assert 0.9 * (1 << 20) < cache.size_bytes <= 1 << 20
+    newest = asyncio.run(cache.get_many([f"k{19_999}".encode() * 10]))
+    oldest = asyncio.run(cache.get_many([b"k0" * 10]))
+    assert newest[0] is not None and oldest == [None]
+
+
+def test_the_default_byte_bound_follows_the_container_limit(monkeypatch: pytest.MonkeyPatch
+                                                            ) -> None:  # fmt: skip
+    from model_deployment_app import cache as cache_module
+
+    monkeypatch.setattr(cache_module, "container_memory_limit", lambda: 1 << 30)
+    assert cache_module.default_max_bytes(workers=2) == (1 << 30) // 8
+    monkeypatch.setattr(cache_module, "container_memory_limit", lambda: None)
+    assert cache_module.default_max_bytes(workers=1) == 256 << 20

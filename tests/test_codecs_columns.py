@@ -61,3 +61,12 @@ def test_row_keys_tell_mixed_rows_apart_exactly() -> None:
     assert row_keys(rows[[0]], b"p:") == keys[:1]
     assert row_keys(table(["ab"], ["c"], [1]), b"p:") == keys[:1]
     assert row_keys(table(["ab"], ["c"], [2]), b"p:") != keys[:1]
+
+
+def test_long_rows_are_keyed_by_a_digest() -> None:
+    wide = np.random.default_rng(0).normal(size=(3, 1000))
+    keys = row_keys(wide, b"p:")
+    assert len(set(keys)) == 3 and all(len(k) == len(b"p:") + 17 for k in keys)
+    assert row_keys(wide[1:2], b"p:") == keys[1:2]
+    narrow = row_keys(wide[:, :4], b"p:")
+    assert narrow[0] == b"p:r" + wide[0, :4].tobytes()

@@ -52,7 +52,7 @@ def create_app(
     on `MDA_GRPC_PORT` while the app runs (`mda serve` asks for it)."""
     settings = settings or Settings()
     metrics = Metrics()
-    plane = DataPlane(settings, metrics, build_cache(settings.cache))
+    plane = DataPlane(settings, metrics, build_cache(settings.cache, settings.server.workers))
     recorder = RequestRecorder(metrics)
     if model is not None:
         plane.set_model(model)

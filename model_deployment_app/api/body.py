@@ -1,16 +1,26 @@
 """Read a JSON request body within the size limit, and reply in JSON with orjson."""
 
+import asyncio
 import json
-from typing import Any
+import zlib
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import numpy as np
 import orjson
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 
-from model_deployment_app.errors import MalformedRequest, PayloadTooLarge
+from model_deployment_app.errors import (
+    InvalidInput,
+    MalformedRequest,
+    PayloadTooLarge,
+    RequestTimeout,
+    UnsupportedEncoding,
+)
 
 _NUMPY = orjson.OPT_SERIALIZE_NUMPY
+T = TypeVar("T")
 
 
 def _declared_length(request: Request) -> int | None:
@@ -18,23 +28,53 @@ def _declared_length(request: Request) -> int | None:
     return int(value) if value is not None and value.isdigit() else None
 
 
-async def read_body(request: Request, max_bytes: int) -> bytes:
-    """The whole body, refused with 413 as soon as it passes `max_bytes`."""
+async def read_body(request: Request, max_bytes: int, timeout: float = 30.0) -> bytes:
+    """The whole body, refused with 413 as soon as it passes `max_bytes`, and with 408 if it
+    has not all arrived within `timeout` seconds."""
     declared = _declared_length(request)
     if declared is not None and declared > max_bytes:
         raise PayloadTooLarge(f"request body of {declared} bytes; the limit is {max_bytes}")
     chunks, size, more = [], 0, True
-    while more:  # the ASGI messages themselves: cheaper than Request.stream()
-        message = await request.receive()
-        if message["type"] == "http.disconnect":
-            raise ClientDisconnect()
-        chunk = message.get("body", b"")
-        more = message.get("more_body", False)
-        size += len(chunk)
-        if size > max_bytes:
-            raise PayloadTooLarge(f"request body over the limit of {max_bytes} bytes")
-        chunks.append(chunk)
-    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+    try:
+        async with asyncio.timeout(timeout):
+            while more:  # the ASGI messages themselves: cheaper than Request.stream()
+                message = await request.receive()
+                if message["type"] == "http.disconnect":
+                    raise ClientDisconnect()
+                chunk = message.get("body", b"")
+                more = message.get("more_body", False)
+                size += len(chunk)
+                if size > max_bytes:
+                    raise PayloadTooLarge(f"request body over the limit of {max_bytes} bytes")
+                chunks.append(chunk)
+    except TimeoutError:
+        raise RequestTimeout(
+            f"the request body did not arrive within {timeout:g}s ({size} bytes came)"
+        ) from None
+    body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+    encoding = header(request, b"content-encoding")
+    if encoding is None or encoding.lower() == b"identity":
+        return body
+    if encoding.lower() == b"gzip":
+        return _gunzip(body, max_bytes)
+    raise UnsupportedEncoding(
+        f"Content-Encoding {encoding.decode(errors='replace')!r} is not supported; "
+        "send gzip or an uncompressed body"
+    )
+
+
+def _gunzip(body: bytes, max_bytes: int) -> bytes:
+    """A gzip body, decompressed within the same size limit as a plain one."""
+    inflater = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
+    try:
+        plain = inflater.decompress(body, max_bytes + 1)
+    except zlib.error as error:
+        raise MalformedRequest(f"the body is not valid gzip: {error}") from None
+    if len(plain) > max_bytes or inflater.unconsumed_tail:
+        raise PayloadTooLarge(f"decompressed body over the limit of {max_bytes} bytes")
+    if not inflater.eof:
+        raise MalformedRequest("the gzip body is truncated")
+    return plain
 
 
 def parse_json(body: bytes) -> Any:
@@ -47,12 +87,31 @@ def parse_json(body: bytes) -> Any:
         # row validator can name the value (422) instead of calling the body malformed.
         try:
             return json.loads(body)
-        except (ValueError, RecursionError):
+        except ValueError as fallback:
+            if "digits" in str(fallback):  # an integer past Python's int-from-text limit
+                raise InvalidInput(f"a number in the body is too large: {fallback}") from None
+            raise MalformedRequest(f"malformed JSON: {error}") from None
+        except RecursionError:
             raise MalformedRequest(f"malformed JSON: {error}") from None
 
 
-async def read_json(request: Request, max_bytes: int) -> Any:
-    return parse_json(await read_body(request, max_bytes))
+# Bodies past this are decoded in a worker thread: the event loop answers other requests
+# between the decode's steps instead of after all of them.
+OFF_LOOP_BYTES = 1 << 20
+
+
+async def decode(body: bytes, decoder: Callable[[bytes], T]) -> T:
+    """`decoder(body)`, off the event loop when the body is large."""
+    if len(body) < OFF_LOOP_BYTES:
+        return decoder(body)
+    return await asyncio.to_thread(decoder, body)
+
+
+def check_row_count(body: bytes, max_rows: int) -> None:
+    """For bodies of numbers only: more `[` than rows allowed means too many rows, known
+    before parsing (which would build a Python list per row first)."""
+    if len(body) >= OFF_LOOP_BYTES and body.count(b"[") > max_rows + 8:
+        raise PayloadTooLarge(f"more than {max_rows} rows in one request; the limit is {max_rows}")
 
 
 def header(request: Request, name: bytes) -> bytes | None:

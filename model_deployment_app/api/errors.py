@@ -14,12 +14,44 @@ from model_deployment_app.errors import ServingError
 log = logging.getLogger(__name__)
 
 
+_ERROR_BODY = {
+    "content": {
+        "application/json": {
+            "schema": {
+                "type": "object",
+                "properties": {"error": {"type": "string"}},
+                "required": ["error"],
+            }
+        }
+    }
+}
+_MEANINGS = {
+    400: "Malformed JSON or binary body",
+    404: "No such model or version",
+    408: "The body did not arrive in time",
+    413: "Body or row count over the limit",
+    415: "Content-Encoding other than gzip",
+    422: "Input the model cannot take; the message names the row",
+    503: "The model is not ready, or the server is shutting down",
+}
+
+
+def documented_errors(*codes: int) -> dict[int | str, dict[str, object]]:
+    """OpenAPI `responses` for the error answers a route gives, all `{"error": ...}`."""
+    return {code: {"description": _MEANINGS[code], **_ERROR_BODY} for code in codes}
+
+
 def error_response(error: Exception) -> Response:
     """The response for any error raised while serving a request."""
     if isinstance(error, ServingError):
-        return json_response({"error": error.message}, error.status_code)
+        response = json_response({"error": error.message}, error.status_code)
+        if error.status_code == 408:  # the rest of the body may still come: end the connection
+            response.headers["connection"] = "close"
+        return response
     if isinstance(error, HTTPException):
-        return json_response({"error": str(error.detail)}, error.status_code)
+        response = json_response({"error": str(error.detail)}, error.status_code)
+        response.headers.update(error.headers or {})  # e.g. a 405's Allow
+        return response
     log.error("unhandled error", exc_info=error)
     return json_response({"error": "internal server error"}, 500)
 

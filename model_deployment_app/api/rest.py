@@ -5,7 +5,14 @@ from typing import Any
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
-from model_deployment_app.api.body import json_response, read_json
+from model_deployment_app.api.body import (
+    check_row_count,
+    decode,
+    json_response,
+    parse_json,
+    read_body,
+)
+from model_deployment_app.api.errors import documented_errors
 from model_deployment_app.api.fastpath import Endpoint
 from model_deployment_app.codecs.rest import decode_predict
 from model_deployment_app.handler import DataPlane
@@ -75,8 +82,12 @@ def predict_endpoint(plane: DataPlane) -> Endpoint:
     async def predict(request: Request) -> Response:
         """Classification: a probability row per instance and the classes; regression: values."""
         model = plane.require_model()
-        payload = await read_json(request, limits.max_body_bytes)
-        rows = decode_predict(payload, model.schema, limits.max_rows)
+        body = await read_body(request, limits.max_body_bytes, limits.body_timeout_seconds)
+        if model.schema.layout == "tensor":
+            check_row_count(body, limits.max_rows)
+        rows = await decode(
+            body, lambda raw: decode_predict(parse_json(raw), model.schema, limits.max_rows)
+        )
         predictions = await plane.infer(rows, model.default_output)
         if model.classes is not None:
             return json_response({"predictions": predictions, "classes": model.classes})
@@ -88,6 +99,10 @@ def predict_endpoint(plane: DataPlane) -> Endpoint:
 def rest_router(predict: Endpoint) -> APIRouter:
     router = APIRouter(tags=["predict"])
     router.add_api_route(
-        "/predict", predict, methods=["POST"], openapi_extra={"requestBody": _PREDICT_BODY}
+        "/predict",
+        predict,
+        methods=["POST"],
+        openapi_extra={"requestBody": _PREDICT_BODY},
+        responses=documented_errors(400, 408, 413, 415, 422, 503),
     )
     return router

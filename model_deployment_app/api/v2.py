@@ -7,10 +7,18 @@ from fastapi import APIRouter, Request
 from starlette.responses import Response
 
 from model_deployment_app import v2
-from model_deployment_app.api.body import header, json_response, parse_json, read_body
+from model_deployment_app.api.body import (
+    check_row_count,
+    decode,
+    header,
+    json_response,
+    parse_json,
+    read_body,
+)
+from model_deployment_app.api.errors import documented_errors
 from model_deployment_app.api.fastpath import Endpoint
 from model_deployment_app.codecs import v2_binary
-from model_deployment_app.codecs.v2 import datatype_of, read_tensors
+from model_deployment_app.codecs.v2 import Tensor, datatype_of, read_tensors
 from model_deployment_app.errors import InvalidInput
 from model_deployment_app.handler import DataPlane
 
@@ -77,6 +85,11 @@ def _output_tensor(name: str, values: Any) -> dict[str, Any]:
     }
 
 
+def _read_json_request(body: bytes) -> tuple[Any, list[Tensor]]:
+    payload = parse_json(body)
+    return payload, read_tensors(payload)
+
+
 def v2_router(plane: DataPlane, infer: Endpoint) -> APIRouter:
     router = APIRouter(prefix="/v2", tags=["v2"])
 
@@ -84,7 +97,7 @@ def v2_router(plane: DataPlane, infer: Endpoint) -> APIRouter:
     async def live() -> Response:
         return json_response({"live": True})
 
-    @router.get("/health/ready")
+    @router.get("/health/ready", responses=documented_errors(503))
     async def ready() -> Response:
         plane.require_model()
         return json_response({"ready": True})
@@ -93,20 +106,20 @@ def v2_router(plane: DataPlane, infer: Endpoint) -> APIRouter:
     async def server_metadata() -> Response:
         return json_response(v2.server_metadata())
 
-    @router.get("/models/{name}")
+    @router.get("/models/{name}", responses=documented_errors(404, 503))
     async def model_metadata(name: str) -> Response:
         return json_response(v2.metadata(v2.model_for(plane, name)))
 
-    @router.get("/models/{name}/versions/{version}")
+    @router.get("/models/{name}/versions/{version}", responses=documented_errors(404, 503))
     async def version_metadata(name: str, version: str) -> Response:
         return json_response(v2.metadata(v2.model_for(plane, name, version)))
 
-    @router.get("/models/{name}/ready")
+    @router.get("/models/{name}/ready", responses=documented_errors(404, 503))
     async def model_ready(name: str) -> Response:
         v2.model_for(plane, name)
         return json_response({"name": name, "ready": True})
 
-    @router.get("/models/{name}/versions/{version}/ready")
+    @router.get("/models/{name}/versions/{version}/ready", responses=documented_errors(404, 503))
     async def version_ready(name: str, version: str) -> Response:
         v2.model_for(plane, name, version)
         return json_response({"name": name, "ready": True})
@@ -120,6 +133,7 @@ def v2_router(plane: DataPlane, infer: Endpoint) -> APIRouter:
             infer,
             methods=["POST"],
             openapi_extra={"requestBody": _INFER_BODY, "parameters": parameters},
+            responses=documented_errors(400, 404, 408, 413, 415, 422, 503),
         )
     return router
 
@@ -132,11 +146,12 @@ def infer_endpoint(plane: DataPlane) -> Endpoint:
         JSON or the binary tensor data extension."""
         params = request.path_params
         model = v2.model_for(plane, params["name"], params.get("version"))
-        body = await read_body(request, limits.max_body_bytes)
+        body = await read_body(request, limits.max_body_bytes, limits.body_timeout_seconds)
         header_length = header(request, v2_binary.HEADER_LENGTH)
         if header_length is None:
-            payload = parse_json(body)
-            tensors = read_tensors(payload)
+            if model.schema.layout == "tensor":
+                check_row_count(body, limits.max_rows)
+            payload, tensors = await decode(body, _read_json_request)
         else:
             payload, tensors = v2_binary.read_request(body, header_length)
         names = v2.requested_outputs(_output_names(payload), model)

@@ -5,6 +5,7 @@ first bad one.
 """
 
 import math
+from itertools import chain
 from typing import Any
 
 import numpy as np
@@ -45,6 +46,8 @@ def to_rows(rows: Any, width: int, max_rows: int) -> np.ndarray:
     except (ValueError, TypeError):
         raise InvalidInput(_first_problem(rows, width)) from None
     if array.dtype.kind not in _NUMERIC_KINDS or array.ndim != 2 or array.shape[1] != width:
+        raise InvalidInput(_first_problem(rows, width))
+    if bool in set(map(type, chain.from_iterable(rows))):  # numpy took true for 1
         raise InvalidInput(_first_problem(rows, width))
     array = array.astype(np.float64, copy=False)
     if not np.isfinite(array).all():

@@ -1,0 +1,193 @@
+"""Slow, idle, huge and odd clients cannot starve others: header and body deadlines, a
+connection cap, large bodies decoded off the event loop, bounded cache memory, and JSON for
+everything the server refuses, down to malformed HTTP."""
+
+import gzip
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator
+
+import httpx
+import numpy as np
+import orjson
+import psutil
+import pytest
+from fastapi.testclient import TestClient
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import Pipeline
+
+from model_deployment_app.api import create_app
+from model_deployment_app.settings import Settings
+from tests.conftest import ServerProcess, loaded
+
+Start = Callable[..., ServerProcess]
+
+
+def read_all(sock: socket.socket, timeout: float = 10) -> bytes:
+    sock.settimeout(timeout)
+    data = b""
+    while chunk := sock.recv(65536):
+        data += chunk
+    return data
+
+
+def json_error(reply: bytes) -> tuple[int, dict[str, str]]:
+    head, _, body = reply.partition(b"\r\n\r\n")
+    assert b"content-type: application/json" in head.lower(), head
+    return int(head.split()[1]), orjson.loads(body)
+
+
+# --- in-process ------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def client(iris_pipeline: Pipeline) -> Iterator[TestClient]:
+    with TestClient(create_app(Settings(), model=loaded(iris_pipeline, "classification", 4))) as c:
+        yield c
+
+
+def test_a_gzip_body_is_honoured_and_other_encodings_are_415(
+    client: TestClient, iris_pipeline: Pipeline
+) -> None:
+    body = gzip.compress(b'{"instances": [[5.1, 3.5, 1.4, 0.2]]}')
+    reply = client.post("/predict", content=body, headers={"content-encoding": "gzip"})
+    assert reply.status_code == 200, reply.text
+    np.testing.assert_allclose(reply.json()["predictions"],
+                               iris_pipeline.predict_proba([[5.1, 3.5, 1.4, 0.2]]))  # fmt: skip
+    reply = client.post("/predict", content=body, headers={"content-encoding": "br"})
+    assert reply.status_code == 415 and "Content-Encoding 'br'" in reply.json()["error"]
+    reply = client.post("/predict", content=body[:-9], headers={"content-encoding": "gzip"})
+    assert reply.status_code == 400 and "gzip" in reply.json()["error"]
+    bomb = gzip.compress(b"[" + b"0," * (10 << 20) + b"0]")
+    reply = client.post("/predict", content=bomb, headers={"content-encoding": "gzip"})
+    assert reply.status_code == 413
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        (b"[[5.1, true, 1.4, 0.2]]", "row 0, feature 1: expected a number, got True"),
+        (b"[[5.1, 3.5, 1.4, " + b"9" * 5000 + b"]]", "too large"),
+        (b"[[5.1, 3.5, 1.4, 1e400]]", "expected a finite number"),
+    ],
+)
+def test_odd_numbers_are_422(client: TestClient, body: bytes, message: str) -> None:
+    reply = client.post("/predict", content=body)
+    assert reply.status_code == 422 and message in reply.json()["error"]
+
+
+def test_a_405_says_which_methods_are_allowed(client: TestClient) -> None:
+    reply = client.get("/predict")
+    assert reply.status_code == 405 and reply.headers["allow"] == "POST"
+    assert "error" in reply.json()
+
+
+# --- real processes --------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_idle_and_slow_connections_are_closed_while_others_are_served(
+    start_server: Start, write_model: Callable, iris_pipeline: Pipeline
+) -> None:
+    config, _ = write_model(iris_pipeline, job="classification", input_size=4)
+    server = start_server(config, MDA_HEADER_TIMEOUT_SECONDS="1", MDA_BODY_TIMEOUT_SECONDS="1")
+    idle = socket.create_connection(("127.0.0.1", server.port))
+    trickle = socket.create_connection(("127.0.0.1", server.port))
+    body_late = socket.create_connection(("127.0.0.1", server.port))
+    trickle.sendall(b"POST /predict HTTP/1.1\r\nHost: x\r\n")
+    body_late.sendall(b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n[[1")
+
+    def keep_trickling() -> None:
+        for _ in range(8):
+            time.sleep(0.25)
+            try:
+                trickle.sendall(b"X")
+            except OSError:
+                return
+
+    threading.Thread(target=keep_trickling, daemon=True).start()
+    assert httpx.post(f"{server.url}/predict", json=[[5.1, 3.5, 1.4, 0.2]]).status_code == 200
+    for sock, status, words in (
+        (idle, 408, "headers did not arrive within 1s"),
+        (trickle, 408, "headers did not arrive within 1s"),
+        (body_late, 408, "body did not arrive within 1s"),
+    ):
+        code, body = json_error(read_all(sock))
+        assert (code, words in body["error"]) == (status, True), body
+        sock.close()
+    malformed = socket.create_connection(("127.0.0.1", server.port))
+    malformed.sendall(b"NOT HTTP AT ALL\r\n\r\n")
+    code, body = json_error(read_all(malformed))
+    assert code == 400 and body["error"].startswith("malformed HTTP request")
+    malformed.close()
+
+
+@pytest.mark.slow
+def test_connections_past_the_cap_get_a_json_503(
+    start_server: Start, write_model: Callable, iris_pipeline: Pipeline
+) -> None:
+    config, _ = write_model(iris_pipeline, job="classification", input_size=4)
+    server = start_server(config, MDA_MAX_CONNECTIONS="3", MDA_HEADER_TIMEOUT_SECONDS="2")
+    held = [socket.create_connection(("127.0.0.1", server.port)) for _ in range(3)]
+    time.sleep(0.2)
+    with socket.create_connection(("127.0.0.1", server.port)) as extra:
+        code, body = json_error(read_all(extra))
+    assert code == 503 and "too many connections" in body["error"]
+    for sock in held:
+        sock.close()
+    time.sleep(0.2)
+    assert httpx.post(f"{server.url}/predict", json=[[5.1, 3.5, 1.4, 0.2]]).status_code == 200
+
+
+@pytest.mark.slow
+def test_a_15_mb_body_does_not_hold_up_a_small_request(
+    start_server: Start, write_model: Callable
+) -> None:
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(200, 80))
+    model = LogisticRegression(max_iter=200).fit(X, X[:, 0] > 0)
+    config, _ = write_model(model, job="classification", input_size=80)
+    server = start_server(config, MDA_CACHE_ENABLED="false")
+    big = orjson.dumps({"instances": rng.normal(size=(9_500, 80)).tolist()})
+    assert len(big) > 14_000_000
+    took: dict[str, float] = {}
+
+    def post_big() -> None:
+        started = time.monotonic()
+        reply = httpx.post(f"{server.url}/predict", content=big, timeout=60)
+        assert reply.status_code == 200
+        took["big"] = time.monotonic() - started
+
+    thread = threading.Thread(target=post_big)
+    thread.start()
+    time.sleep(0.05)  # the big body is on its way or being decoded
+    started = time.monotonic()
+    small = httpx.post(f"{server.url}/predict", json=[X[0].tolist()], timeout=60)
+    took["small"] = time.monotonic() - started
+    thread.join(timeout=60)
+    assert small.status_code == 200
+    assert took["small"] < min(took["big"], 1.0)  # a generous bound on the order of things
+    too_many = b'{"instances": [' + b"[0]," * 2_000_000 + b"[0]]}"
+    reply = httpx.post(f"{server.url}/predict", content=too_many, timeout=60)
+    assert reply.status_code == 413, reply.text  # counted before parsing
+
+
+@pytest.mark.slow
+def test_a_wide_models_cache_stays_within_its_byte_bound(
+    start_server: Start, write_model: Callable
+) -> None:
+    rng = np.random.default_rng(1)
+    X = rng.normal(size=(300, 1000))
+    model = LogisticRegression(max_iter=100).fit(X, X[:, 0] > 0)
+    config, _ = write_model(model, job="classification", input_size=1000)
+    server = start_server(config, MDA_CACHE_MAX_BYTES=str(4 << 20))
+    process = psutil.Process(server.process.pid)
+    httpx.post(f"{server.url}/predict", json=X[:10].tolist(), timeout=60)
+    before = process.memory_info().rss
+    with httpx.Client(timeout=60) as client:
+        for _ in range(30):  # 15,000 distinct 1,000-feature rows: 120 MB of row bytes
+            rows = rng.normal(size=(500, 1000))
+            assert client.post(f"{server.url}/predict", json=rows.tolist()).status_code == 200
+    growth = process.memory_info().rss - before
+    assert growth < 60 << 20, f"RSS grew by {growth >> 20} MiB"
