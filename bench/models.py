@@ -155,3 +155,22 @@ def check_grpc(host: str, port: int, request: bytes) -> None:
         )
     if not reply.raw_output_contents:
         raise RuntimeError("the gRPC benchmark request got no output")
+
+
+def train_scaled_forest(directory: Path) -> DemoModel:
+    """A scaler + 20-tree forest on the 20-feature task: the soak's model. Its forest
+    computes in float32 behind the scaler, so a value past float32 reaches the model and
+    makes it raise: the poison the server must keep to its own request."""
+    x, y = make_classification(n_samples=2000, n_features=N_FEATURES, random_state=0)
+    forest = RandomForestClassifier(n_estimators=20, random_state=0)
+    estimator = make_pipeline(StandardScaler(), forest).fit(x, y)
+    artifact = directory / "scaled-forest.joblib"
+    joblib.dump(estimator, artifact)
+    config = directory / "scaled-forest.yaml"
+    config.write_text(yaml.safe_dump(_config("scaled-forest", artifact), sort_keys=False))
+    return DemoModel("scaled-forest", artifact, config)
+
+
+def poison_body() -> bytes:
+    """One row with a value past float32: finite JSON the soak's model raises on."""
+    return orjson.dumps({"instances": [[1e39] + [0.0] * (N_FEATURES - 1)]})
