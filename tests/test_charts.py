@@ -27,7 +27,7 @@ import yaml
 from model_deployment_app.config import parse_config
 from model_deployment_app.deploy.helm import Release, SdkEngine
 from model_deployment_app.deploy.layout import Repo
-from model_deployment_app.deploy.scaffold import ModelSpec, new_model
+from model_deployment_app.deploy.scaffold import SHARED, ModelSpec, new_model
 from model_deployment_app.deploy.stage import staged_chart
 from model_deployment_app.deploy.versioning import package_version
 
@@ -149,42 +149,50 @@ def test_app_version_is_the_package_version() -> None:
         assert meta["appVersion"] == version, model
 
 
-def _chart_entries(chart_dir: Path) -> set[str]:
-    """What a model chart directory holds, less what `helm dependency update` leaves."""
-    return {p.name for p in chart_dir.iterdir()} - {"charts", "Chart.lock"}
+COMPLETE_CHART = {"Chart.yaml", "values.yaml", *SHARED}
 
 
-def test_model_charts_hold_only_chart_and_values(fresh_repo: Repo) -> None:
-    """The templates live once: the checkout's charts and a new one hold only their own files."""
-    for model in MODELS:
-        assert _chart_entries(REPO.charts_dir / model) == {"Chart.yaml", "values.yaml"}, model
-    assert _chart_entries(fresh_repo.charts_dir / FRESH) == {"Chart.yaml", "values.yaml"}
-    for stub in (REPO.starter_dir / "templates").rglob("*.yaml"):
+def _chart_files(chart_dir: Path) -> set[str]:
+    """A model chart's files, less what `helm dependency build` leaves."""
+    return {
+        str(p.relative_to(chart_dir))
+        for p in chart_dir.rglob("*")
+        if p.is_file() and not p.relative_to(chart_dir).parts[0] in ("charts", "Chart.lock")
+    }
+
+
+def test_model_charts_are_complete_and_share_the_starters_templates(fresh_repo: Repo) -> None:
+    """The templates live once, in the library; each chart's two one-line templates and its
+    schema are the starter's, byte for byte (a stale copy fails here)."""
+    for repo, model in [*((REPO, m) for m in MODELS), (fresh_repo, FRESH)]:
+        chart = repo.charts_dir / model
+        assert _chart_files(chart) == COMPLETE_CHART, model
+        for name in SHARED:
+            assert (chart / name).read_bytes() == (repo.starter_dir / name).read_bytes(), name
+    for stub in (REPO.starter_dir / "templates").rglob("*"):
         assert len(stub.read_text().strip().splitlines()) == 1, stub
 
 
-def test_staged_chart_adds_the_starter_templates_and_schema() -> None:
-    starter = REPO.starter_dir
-    shared = sorted(
-        p.relative_to(starter)
-        for p in [*(starter / "templates").rglob("*"), starter / "values.schema.json"]
-        if p.is_file()
-    )
+def test_staged_chart_vendors_the_library() -> None:
     with staged_chart(REPO, MODELS[0]) as staged:
-        for rel in shared:
-            assert (staged / rel).read_bytes() == (starter / rel).read_bytes(), rel
         assert (staged / "charts" / "mda-template" / "Chart.yaml").is_file()
         assert not (staged / "charts" / "mda-template" / "starter").exists()
+        assert _chart_files(staged) == COMPLETE_CHART
 
 
-def test_a_template_in_the_model_chart_wins_over_the_starter(tmp_path: Path) -> None:
+def test_an_old_two_file_chart_still_renders_and_its_own_files_win(tmp_path: Path) -> None:
+    """A chart made before charts were complete (Chart.yaml and values.yaml only) is completed
+    from the starter when staged; a file it holds itself wins."""
     repo = _copy_repo(tmp_path)
-    templates = repo.charts_dir / MODELS[0] / "templates"
-    templates.mkdir()
-    (templates / "NOTES.txt").write_text("custom notes\n")
+    chart = repo.charts_dir / MODELS[0]
+    shutil.rmtree(chart / "templates")
+    (chart / "values.schema.json").unlink()
+    rendered = _render(repo, MODELS[0])
+    assert any("kind: Deployment" in text for text in rendered.values())
+    (chart / "templates").mkdir()
+    (chart / "templates" / "NOTES.txt").write_text("custom notes\n")
     rendered = _render(repo, MODELS[0])
     assert rendered[f"{MODELS[0]}/templates/NOTES.txt"].strip() == "custom notes"
-    assert any("kind: Deployment" in text for text in rendered.values())
 
 
 def test_every_values_key_has_a_comment() -> None:
@@ -482,17 +490,37 @@ def test_sdk_engine_prints_manifests_in_install_order() -> None:
     assert "NOTES" not in text
 
 
-def test_plain_helm_works_offline_on_a_completed_copy(tmp_path: Path) -> None:
-    """Without mda: the starter's templates and schema copied in, then `helm dependency update`
-    vendors charts_template/ from file:// (docs/charts.md)."""
-    repo = _copy_repo(tmp_path)
-    chart_dir = repo.charts_dir / MODELS[0]
-    shutil.copytree(repo.starter_dir / "templates", chart_dir / "templates")
-    shutil.copy(repo.starter_dir / "values.schema.json", chart_dir)
-    helm.dependency_update(chart_dir, skip_refresh=True)
+def _plain_helm(chart_dir: Path, values: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+    """`helm dependency build` then `helm template` on the folder as it is in git."""
+    helm.dependency_build(chart_dir)
     assert [d["status"] for d in helm.dependency_list(chart_dir)] == ["ok"]
     with helm.Chart.load(chart_dir) as loaded:
-        assert any("kind: Deployment" in t for t in loaded.render(name=MODELS[0]).values())
+        rendered = loaded.render(name=chart_dir.name, namespace="models", values=values or {})
+    return sorted(
+        (doc for name, text in rendered.items() if not name.endswith("NOTES.txt")
+         for doc in yaml.safe_load_all(text) if doc),
+        key=lambda o: (o["kind"], o["metadata"]["name"]),
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_plain_helm_on_the_folder_renders_what_mda_renders(name: str, tmp_path: Path) -> None:
+    repo = _copy_repo(tmp_path)  # dependency build writes charts/ and Chart.lock
+    plain = _plain_helm(repo.charts_dir / name)
+    with staged_chart(REPO, name) as staged:
+        text = SdkEngine().render(staged, Release(name, namespace="models"))
+    ours = sorted(
+        (doc for doc in yaml.safe_load_all(text) if doc),
+        key=lambda o: (o["kind"], o["metadata"]["name"]),
+    )
+    assert [o["kind"] for o in plain] == ["ConfigMap", "Deployment", "Ingress", "Pod", "Service"]
+    assert plain == ours
+
+
+def test_plain_helm_enforces_the_values_schema(tmp_path: Path) -> None:
+    repo = _copy_repo(tmp_path)
+    with pytest.raises(helm.HelmValuesError, match="/config/job"):
+        _plain_helm(repo.charts_dir / MODELS[0], {"config": {"job": "clustering"}})
 
 
 # --- the server on a rendered config ------------------------------------------------------
@@ -600,3 +628,33 @@ users:
   - name: nobody
     user: {token: not-a-token}
 """
+
+
+def _readme_yaml_documents() -> list[dict[str, Any]]:
+    text = (ROOT / "README.md").read_text()
+    blocks = re.findall(r"```yaml\n(.*?)```", text, re.DOTALL)
+    return [doc for block in blocks for doc in yaml.safe_load_all(block) if isinstance(doc, dict)]
+
+
+def test_the_readmes_argo_cd_and_flux_examples_install_the_chart(tmp_path: Path) -> None:
+    """Render what each GitOps example would: the chart at its path, with its values."""
+    documents = _readme_yaml_documents()
+    [argo] = [d for d in documents if d.get("kind") == "Application"]
+    [flux] = [d for d in documents if d.get("kind") == "HelmRelease"]
+    [git] = [d for d in documents if d.get("kind") == "GitRepository"]
+    assert flux["spec"]["chart"]["spec"]["sourceRef"]["name"] == git["metadata"]["name"]
+    repo = _copy_repo(tmp_path)
+    for path, values, namespace in (
+        (argo["spec"]["source"]["path"], argo["spec"]["source"]["helm"]["valuesObject"],
+         argo["spec"]["destination"]["namespace"]),
+        (flux["spec"]["chart"]["spec"]["chart"], flux["spec"]["values"],
+         flux["metadata"]["namespace"]),
+    ):  # fmt: skip
+        chart = repo.root / path
+        assert chart.parent == repo.charts_dir and chart.name in MODELS, path
+        objects = _plain_helm(chart, values)
+        deployment = _one(objects, "Deployment")
+        assert deployment["spec"]["replicas"] == values["replicaCount"] == 2
+        assert namespace == "ml"
+        for obj in objects:
+            kubernetes_validate.validate(obj, KUBE_VERSION, strict=True)

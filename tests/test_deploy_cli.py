@@ -97,7 +97,10 @@ def test_new_model_creates_a_chart_that_renders(repo: Path) -> None:
     )
     assert created.returncode == 0, created.stderr
     assert "k8s_dev/churn-model" in created.stdout
-    assert _tree(repo / "k8s_dev/churn-model") == ["Chart.yaml", "values.yaml"]
+    assert _tree(repo / "k8s_dev/churn-model") == [
+        "Chart.yaml", "templates", "templates/NOTES.txt", "templates/model.yaml",
+        "values.schema.json", "values.yaml",
+    ]  # fmt: skip
     values = yaml.safe_load((repo / "k8s_dev/churn-model/values.yaml").read_text())
     assert values["config"] == {
         "name": "churn-model",
@@ -278,7 +281,7 @@ def test_binary_engine_runs_upgrade_install_with_wait_and_rollback(
         "./Chart.yaml",
         "./values.yaml",
         "./values.schema.json",
-        "./templates/deployment.yaml",
+        "./templates/model.yaml",
         "./charts/mda-template/Chart.yaml",
     } <= set(files)
     assert {"--namespace=ml", "--wait", atomic, "--timeout=120s"} <= set(upgrade)

@@ -1,9 +1,9 @@
 """`mda new-model NAME`: a new model chart in k8s_dev/NAME, from charts_template/starter.
 
-Only the starter's Chart.yaml and values.yaml are written, with the model's answers filled in;
-its templates and values.schema.json are the same for every model and are added when the chart
-is staged (stage.py). The chart is written to a temporary sibling directory and renamed into
-place, so a failure leaves nothing behind.
+The starter's Chart.yaml and values.yaml are written with the model's answers filled in; its
+templates/ and values.schema.json, the same in every model chart, are copied as they are. The
+chart is written to a temporary sibling directory and renamed into place, so a failure leaves
+nothing behind.
 """
 
 import json
@@ -20,8 +20,9 @@ from model_deployment_app.deploy.layout import DEFAULT_IMAGE, Repo, validate_nam
 from model_deployment_app.deploy.versioning import package_version
 from model_deployment_app.errors import StartupError, UserError
 
-# The only files a model chart holds, rendered from starter/ with the placeholders below.
+# Rendered from starter/ with the placeholders below; the rest of a chart is copied as it is.
 _RENDERED = ("Chart.yaml", "values.yaml")
+SHARED = ("values.schema.json", "templates/model.yaml", "templates/NOTES.txt")
 
 
 @dataclass(frozen=True)
@@ -67,6 +68,9 @@ def new_model(repo: Repo, spec: ModelSpec) -> Path:
         for name in _RENDERED:
             text = (repo.starter_dir / name).read_text()
             (chart / name).write_text(_render(text, replacements))
+        for name in SHARED:
+            (chart / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(repo.starter_dir / name, chart / name)
         _check_rendered(chart, spec)
         chart.rename(target)
     finally:
@@ -79,6 +83,7 @@ def _replacements(repo: Repo, spec: ModelSpec) -> dict[str, str]:
         "<CHARTNAME>": spec.name,
         "<JOB>": spec.job,
         "<INPUT_SCHEMA>": _input_schema(spec),
+        "<INPUTS_SUMMARY>": spec.describe_inputs(),
         "<MODEL_TYPE>": spec.model_type,
         "<PROJECT>": spec.project,
         "<BUCKET>": spec.bucket,

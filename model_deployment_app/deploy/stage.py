@@ -1,11 +1,11 @@
-"""A model chart made installable: a temporary copy completed from charts_template/.
+"""A model chart with its library vendored: a temporary copy for `mda render/deploy`.
 
-A model chart in k8s_dev/ holds only Chart.yaml and values.yaml. Each render or deploy copies
-it to a temporary directory, adds the starter's one-line template includes and
-values.schema.json, and vendors the current charts_template/ as its dependency
-charts/mda-template/ (Helm's charts/ folder). This needs no network, leaves the checkout as it
-was, and always uses the template as it is now. A file the model chart holds itself, e.g.
-templates/deployment.yaml, wins over the starter's file of the same path.
+A model chart in k8s_dev/ is complete (plain `helm dependency build` then `helm template`
+renders it the same). Each render or deploy copies it to a temporary directory and vendors the
+current charts_template/ as its dependency charts/mda-template/ (what `helm dependency build`
+would pack), which needs no network and leaves the checkout as it was. A chart made before
+charts were complete, holding only Chart.yaml and values.yaml, gets the starter's templates
+and schema added; a file the chart holds itself wins over the starter's.
 """
 
 import shutil

@@ -1,0 +1,14 @@
+{{/*
+Every object of a model chart, as one multi-document template: a model chart's
+templates/model.yaml is the single line {{ include "mda-template.all" . }}. Objects that are
+switched off (autoscaling, serviceAccount, serviceMonitor, ingress) render nothing.
+*/}}
+{{- define "mda-template.all" -}}
+{{- range $object := list "configmap" "serviceaccount" "service" "deployment" "hpa" "ingress" "servicemonitor" "test" }}
+{{- $manifest := include (printf "mda-template.%s" $object) $ | trim }}
+{{- if $manifest }}
+---
+{{ $manifest }}
+{{- end }}
+{{- end }}
+{{- end }}
