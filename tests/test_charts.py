@@ -157,7 +157,7 @@ def _chart_files(chart_dir: Path) -> set[str]:
     return {
         str(p.relative_to(chart_dir))
         for p in chart_dir.rglob("*")
-        if p.is_file() and not p.relative_to(chart_dir).parts[0] in ("charts", "Chart.lock")
+        if p.is_file() and p.relative_to(chart_dir).parts[0] not in ("charts", "Chart.lock")
     }
 
 
