@@ -11,7 +11,7 @@ PEERS_STAMP := $(PEERS)/.installed
 PORT ?= 8080
 VERSION = $(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml | head -n 1)
 
-.PHONY: help install peers proto system-deps run test lint bench new-model k8s-render k8s-deploy \
+.PHONY: help install peers proto system-deps image-test run test lint bench new-model k8s-render k8s-deploy \
 	k8s-undeploy docker-base docker-ci-test bump-version clean
 
 help: ## List the targets
@@ -50,8 +50,8 @@ test: $(STAMP) $(PEERS_STAMP) system-deps ## Run the whole test suite
 	$(BIN)/python -m pytest
 
 lint: $(STAMP) ## ruff and mypy
-	$(BIN)/ruff check model_deployment_app tests bench
-	$(BIN)/ruff format --check model_deployment_app tests bench
+	$(BIN)/ruff check model_deployment_app tests bench docker
+	$(BIN)/ruff format --check model_deployment_app tests bench docker
 	$(BIN)/mypy
 
 proto: $(STAMP) ## Regenerate the V2 gRPC modules from model_deployment_app/grpc_v2/grpc_predict_v2.proto
@@ -113,6 +113,14 @@ docker-ci-test: ## Build the CI test image and run the test suite in it
 
 bump-version: $(STAMP) ## Bump pyproject's version and every chart's appVersion: PART=patch|minor|major
 	$(BIN)/python -m model_deployment_app.deploy.versioning $(PART)
+
+image-test: $(STAMP) ## Build the base image with podman and run the rendered chart's pod in it
+	@command -v podman >/dev/null && command -v mmdebstrap >/dev/null || { \
+		echo "installing podman and mmdebstrap (apt)"; \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq podman \
+			mmdebstrap runc uidmap >/dev/null) \
+		|| { echo "error: could not install podman and mmdebstrap (Debian packages)" >&2; exit 1; }; }
+	$(BIN)/python docker/image_test.py
 
 bench: $(STAMP) ## Load benchmark on loopback: floor, reference app, mda (SOAK=600: the soak test)
 	@command -v h2load >/dev/null || { echo "installing h2load (apt: nghttp2-client)"; \
