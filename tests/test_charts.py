@@ -658,3 +658,21 @@ def test_the_readmes_argo_cd_and_flux_examples_install_the_chart(tmp_path: Path)
         assert namespace == "ml"
         for obj in objects:
             kubernetes_validate.validate(obj, KUBE_VERSION, strict=True)
+
+
+def test_every_readme_section_a_chart_points_at_exists(fresh_repo: Repo) -> None:
+    headings = {
+        line.lstrip("#").strip()
+        for line in (ROOT / "README.md").read_text().splitlines()
+        if line.startswith("#")
+    }
+    files = [
+        *REPO.starter_dir.rglob("values*"),
+        *fresh_repo.charts_dir.rglob("values*"),
+        *REPO.charts_dir.rglob("values*"),
+    ]
+    pointers = {
+        match for f in files for match in re.findall(r'README: "?([A-Z][^")]+)"?\)', f.read_text())
+    }  # fmt: skip
+    assert pointers, "no README pointers found"
+    assert pointers <= headings, pointers - headings

@@ -446,3 +446,36 @@ def test_make_targets_run_the_cli() -> None:
     assert f"docker push registry.example/ml/model-deployment-app:{version}" in result.stdout
     result = make("-n", "docker-ci-test")
     assert "docker build -f docker/ci.Dockerfile" in result.stdout
+
+
+def test_docker_base_needs_a_registry_and_an_engine_that_answers() -> None:
+    result = make("docker-base")
+    assert result.returncode != 0
+    assert result.stderr.strip().splitlines()[-2].startswith("error: REGISTRY is not set")
+    result = make("docker-base", "REGISTRY=r.example/ml", "CONTAINER_ENGINE=no-such-engine")
+    assert result.returncode != 0
+    assert "error: no-such-engine does not answer" in result.stderr
+
+
+def test_lint_passes_the_charts_and_fails_a_broken_one(repo: Path) -> None:
+    result = mda("lint", cwd=repo)
+    assert result.returncode == 0, result.stderr
+    assert sorted(result.stdout.split()) == sorted(["ok", "ok", *MODELS])
+    values = repo / "k8s_dev" / MODELS[0] / "values.yaml"
+    values.write_text(values.read_text().replace("job: ", "job: clustering # ", 1))
+    result = mda("lint", cwd=repo)
+    assert result.returncode == 1
+    assert f"FAIL {MODELS[0]}" in result.stdout and "/config/job" in result.stdout
+    assert result.stderr.strip() == "mda: error: 1 chart(s) failed helm lint"
+
+
+def test_a_version_bump_does_not_reinstall_the_venv() -> None:
+    pyproject = ROOT / "pyproject.toml"
+    original = pyproject.read_text()
+    try:
+        pyproject.write_text(original.replace('\nversion = "', '\nversion = "9', 1))
+        result = make("install")
+        assert result.returncode == 0, result.stderr
+        assert "pip install" not in result.stdout
+    finally:
+        pyproject.write_text(original)

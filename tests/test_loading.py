@@ -63,3 +63,20 @@ def test_a_corrupt_artifact_is_one_line(tmp_path: Path) -> None:
     with pytest.raises(StartupError, match=r"m\.joblib is not a valid joblib file") as refused:
         load_estimator(path, "joblib")
     assert "\n" not in str(refused.value)
+
+
+def test_a_pytorch_estimator_in_skops_loads_once_its_type_is_vouched_for(tmp_path: Path) -> None:
+    torch = pytest.importorskip("torch")
+    from model_deployment_app.model import PyTorchEstimator
+
+    estimator = PyTorchEstimator(
+        torch.nn.Sequential(torch.nn.Linear(4, 3)), classes=["a", "b", "c"]
+    )
+    path = dump(estimator, tmp_path / "m.skops", "skops")
+    with pytest.raises(
+        StartupError, match=r"not trusted: model_deployment_app\.model\.PyTorchEstimator"
+    ):
+        load_estimator(path, "skops")
+    loaded = load_estimator(path, "skops", ("model_deployment_app.model.PyTorchEstimator",))
+    X = np.random.default_rng(0).normal(size=(5, 4))
+    np.testing.assert_allclose(loaded.predict_proba(X), estimator.predict_proba(X), atol=1e-6)

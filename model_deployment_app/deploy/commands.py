@@ -11,14 +11,16 @@ from typing import Any
 
 from model_deployment_app.deploy.helm import Release
 from model_deployment_app.deploy.layout import DEFAULT_IMAGE, Repo, validate_name
+from model_deployment_app.errors import UserError
 
 _ROOT_HELP = "repository root holding charts_template/ and k8s_dev/ (default: $MDA_REPO_ROOT or .)"
 
 
 def add_commands(subparsers: Any) -> None:
-    """Add new-model, render, deploy and undeploy to the `mda` parser."""
+    """Add new-model, render, lint, deploy and undeploy to the `mda` parser."""
     _add_new_model(subparsers)
     _add_render(subparsers)
+    _add_lint(subparsers)
     _add_deploy(subparsers)
     _add_undeploy(subparsers)
 
@@ -204,6 +206,37 @@ def _release(args: argparse.Namespace) -> Release:
         values_files=tuple(getattr(args, "values", ())),
         timeout_s=getattr(args, "timeout", 300),
     )
+
+
+def _add_lint(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "lint",
+        help="helm lint --strict every model chart (or those named)",
+        description="Lint model charts with Helm's own linter, strict: warnings fail too.",
+    )
+    parser.add_argument("models", nargs="*", metavar="MODEL", help="default: every chart")
+    parser.add_argument("--root", help=_ROOT_HELP)
+    parser.set_defaults(handler=_lint)
+
+
+def _lint(args: argparse.Namespace) -> int:
+    from model_deployment_app.deploy.helm import get_engine
+    from model_deployment_app.deploy.stage import staged_chart
+
+    repo = Repo.find(args.root)
+    engine = get_engine()
+    failed = 0
+    for model in args.models or repo.model_names():
+        repo.chart_dir(model)
+        with staged_chart(repo, model) as chart:
+            problems = engine.lint(chart)
+        print(f"{'FAIL' if problems else 'ok  '} {model}")
+        for problem in problems:
+            print(f"     {problem}")
+        failed += bool(problems)
+    if failed:
+        raise UserError(f"{failed} chart(s) failed helm lint")
+    return 0
 
 
 def _render(args: argparse.Namespace) -> int:

@@ -60,6 +60,10 @@ class Engine(Protocol):
         """Uninstall; return Helm's one-line summary."""
         ...
 
+    def lint(self, chart: Path) -> list[str]:
+        """`helm lint --strict`: the problems found (warnings and errors), none when clean."""
+        ...
+
 
 def one_line(message: object) -> str:
     """Helm's multi-line errors (schema failures list one key per line) as one line."""
@@ -176,6 +180,15 @@ class SdkEngine:
                 raise UserError(f"undeploy {release.name} failed: {one_line(error)}") from None
         return f"uninstalled {release.name} from namespace {release.namespace}"
 
+    def lint(self, chart: Path) -> list[str]:
+        helm = self._helm
+        try:
+            report = helm.lint(chart, None, strict=True)
+        except helm.HelmError as error:
+            return [one_line(error)]
+        problems = [one_line(m.get("err") or m) for m in report["messages"] if m["severity"] >= 2]
+        return [*(one_line(e) for e in report["errors"]), *problems]
+
     def _config(self, release: Release) -> Any:
         """A cluster connection, checked first so that no cluster is one clear line."""
         helm = self._helm
@@ -245,6 +258,17 @@ class BinaryEngine:
             action="undeploy",
         )
         return out.strip()
+
+    def lint(self, chart: Path) -> list[str]:
+        proc = subprocess.run(
+            [self._helm, "lint", "--strict", str(chart)], capture_output=True, text=True
+        )
+        if proc.returncode == 0:
+            return []
+        lines = (proc.stdout + proc.stderr).splitlines()
+        return [line.strip() for line in lines if "[ERROR]" in line or "[WARNING]" in line] or [
+            f"helm lint failed (exit status {proc.returncode})"
+        ]
 
     def _common(self, release: Release) -> list[str]:
         args = [f"--namespace={release.namespace}"]
