@@ -10,7 +10,7 @@ requests that cause the failure get it: one bad request never fails the others b
 
 import asyncio
 import contextlib
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
 
@@ -18,13 +18,15 @@ import numpy as np
 
 from model_deployment_app.inputs import ModelInput, concat
 
-ModelCall = Callable[[str, ModelInput], np.ndarray]
+# A batch key says what to compute (here: which loaded model, which output); only requests
+# with equal keys share a call.
+ModelCall = Callable[[Hashable, ModelInput], np.ndarray]
 BatchObserver = Callable[[int, float], None]
 
 
 @dataclass
 class _Pending:
-    output: str
+    key: Hashable
     rows: ModelInput
     future: asyncio.Future[np.ndarray] = field(repr=False)
 
@@ -49,13 +51,13 @@ class Batcher:
         self._full: asyncio.Event | None = None
         self._worker: asyncio.Task[None] | None = None
 
-    async def predict(self, output: str, rows: ModelInput) -> np.ndarray:
-        """Return the model's `output` for `rows`, computed in some batch."""
+    async def predict(self, key: Hashable, rows: ModelInput) -> np.ndarray:
+        """Return the model's answer for `key` and `rows`, computed in some batch."""
         if self._worker is None or self._worker.done():
             self._start()
         assert self._wakeup is not None and self._full is not None
         future: asyncio.Future[np.ndarray] = asyncio.get_running_loop().create_future()
-        self._queue.append(_Pending(output, rows, future))
+        self._queue.append(_Pending(key, rows, future))
         self._queued_rows += len(rows)
         self._wakeup.set()
         if self._queued_rows >= self._max_rows:
@@ -101,18 +103,18 @@ class Batcher:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._full.wait(), self._max_delay)
             batch = self._take_batch()
-            for output in dict.fromkeys(p.output for p in batch):
-                group = [p for p in batch if p.output == output and not p.future.done()]
+            for key in dict.fromkeys(p.key for p in batch):
+                group = [p for p in batch if p.key == key and not p.future.done()]
                 if group:
-                    await self._run_group(loop, output, group)
+                    await self._run_group(loop, key, group)
 
     async def _run_group(
-        self, loop: asyncio.AbstractEventLoop, output: str, group: list[_Pending]
+        self, loop: asyncio.AbstractEventLoop, key: Hashable, group: list[_Pending]
     ) -> None:
         rows = concat([p.rows for p in group])
         started = loop.time()
         try:
-            result = await loop.run_in_executor(self._executor, self._call, output, rows)
+            result = await loop.run_in_executor(self._executor, self._call, key, rows)
             if len(result) != len(rows):
                 raise RuntimeError(f"the model returned {len(result)} rows for {len(rows)}")
         except Exception as error:
@@ -121,8 +123,8 @@ class Batcher:
                     group[0].future.set_exception(error)
                 return
             half = len(group) // 2  # find the guilty: each half on its own
-            await self._run_group(loop, output, group[:half])
-            await self._run_group(loop, output, group[half:])
+            await self._run_group(loop, key, group[:half])
+            await self._run_group(loop, key, group[half:])
             return
         if self._observe is not None:
             self._observe(len(rows), loop.time() - started)

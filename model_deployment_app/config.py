@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from model_deployment_app.errors import StartupError
 
 Sha256 = Annotated[str, Field(pattern=r"^[0-9a-fA-F]{64}$")]
+RefreshSeconds = Annotated[float | None, Field(alias="refreshSeconds", default=None, ge=1)]
 
 
 class _Strict(BaseModel):
@@ -19,13 +20,16 @@ class _Strict(BaseModel):
 
 
 class GcsSource(_Strict):
-    """The artifact is the object `blobDir` in bucket `bucketName` of project `projectName`."""
+    """The artifact is the object `blobDir` in bucket `bucketName` of project `projectName`;
+    a `blobDir` ending in `/` means the newest object under that prefix."""
 
     method: Literal["GCS"]
     project_name: str = Field(alias="projectName", min_length=1)
     bucket_name: str = Field(alias="bucketName", min_length=1)
     blob_dir: str = Field(alias="blobDir", min_length=1)
     sha256: Sha256 | None = None
+    refresh_seconds: RefreshSeconds
+    """Poll for a new version this often (the object's generation changing); off when unset."""
 
 
 class LocalSource(_Strict):
@@ -34,9 +38,20 @@ class LocalSource(_Strict):
     method: Literal["LOCAL"]
     path: str = Field(min_length=1)
     sha256: Sha256 | None = None
+    refresh_seconds: RefreshSeconds
 
 
-ModelSource = Annotated[GcsSource | LocalSource, Field(discriminator="method")]
+class MlflowSource(_Strict):
+    """A model version in an MLflow Model Registry (`MLFLOW_TRACKING_URI`): a fixed version,
+    `models:/<name>/<version>`, or the one an alias points at, `models:/<name>@<alias>`."""
+
+    method: Literal["MLFLOW"]
+    model_uri: str = Field(alias="modelUri", pattern=r"^models:/[^/@\s]+(/[0-9]+|@[\w.-]+)$")
+    sha256: Sha256 | None = None
+    refresh_seconds: RefreshSeconds
+
+
+ModelSource = Annotated[GcsSource | LocalSource | MlflowSource, Field(discriminator="method")]
 
 
 Datatype = Literal[
@@ -82,7 +97,7 @@ def _describe(error: ValidationError) -> str:
     parts = []
     for item in error.errors():
         # Drop the discriminator tag pydantic inserts into union locations.
-        loc = [str(p) for p in item["loc"] if p not in ("GCS", "LOCAL")]
+        loc = [str(p) for p in item["loc"] if p not in ("GCS", "LOCAL", "MLFLOW")]
         key = ".".join(loc) or "config"
         message = item["msg"]
         if item["type"] == "extra_forbidden":

@@ -7,6 +7,7 @@ everything after decoding happens here, once.
 
 import asyncio
 import logging
+from collections.abc import Hashable
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -37,30 +38,33 @@ class DataPlane:
             max_delay_seconds=settings.batching.max_batch_delay_ms / 1000,
             observe=metrics.observe_batch,
         )
-        self._key_prefixes: dict[str, bytes] = {}
 
     @property
     def ready(self) -> bool:
         return self.model is not None
 
     def set_model(self, model: LoadedModel) -> None:
-        self.model = model
-        tag = f"mda:{model.sha256}:{model.schema.fingerprint}"
-        self._key_prefixes = {o: f"{tag}:{o}:".encode() for o in model.outputs}
+        """Serve `model` from now on: one reference swap. Requests already under way keep the
+        model they started with (they hold it); cache keys carry each model's digest."""
+        previous, self.model = self.model, model
         self.metrics.model_load_seconds.set(model.load_seconds)
         self.metrics.model_ready.set(1)
+        if previous is not None and previous.version != model.version:
+            self.metrics.model_info.labels(previous.version).set(0)
+        self.metrics.model_info.labels(model.version).set(1)
 
     def require_model(self) -> LoadedModel:
         if self.model is None:
             raise NotReady(self.load_error or "the model is still loading; try again shortly")
         return self.model
 
-    def _call_model(self, output: str, rows: ModelInput) -> np.ndarray:
-        assert self.model is not None
-        return self.model.run(output, rows)
+    @staticmethod
+    def _call_model(key: Hashable, rows: ModelInput) -> np.ndarray:
+        model, output = key  # type: ignore[misc]  # the batch key infer() builds
+        return model.run(output, rows)  # type: ignore[has-type]
 
     async def _compute(
-        self, output: str, rows: ModelInput, positions: list[int] | None = None
+        self, model: LoadedModel, output: str, rows: ModelInput, positions: list[int] | None = None
     ) -> np.ndarray:
         """The model's output for `rows` (the request's rows at `positions`, default all).
 
@@ -69,11 +73,11 @@ class DataPlane:
         refuses. Anything else is a 500. Either way one
         log line, and only this request fails (the batcher isolates it)."""
         try:
-            return await self._batcher.predict(output, rows)
+            return await self._batcher.predict((model, output), rows)
         except asyncio.CancelledError:
             raise
         except (ValueError, TypeError, ArithmeticError, Warning) as error:
-            first = await self._first_refused_row(output, rows)
+            first = await self._first_refused_row(model, output, rows)
             row = positions[first] if positions is not None else first
             reason = f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}"
             log.warning("the model refused row %d of a request: %s", row, reason)
@@ -82,13 +86,15 @@ class DataPlane:
             log.error("prediction failed: %s: %s", type(error).__name__, error)
             raise PredictionFailed(f"prediction failed: {type(error).__name__}: {error}") from None
 
-    async def _first_refused_row(self, output: str, rows: ModelInput) -> int:
+    async def _first_refused_row(self, model: LoadedModel, output: str, rows: ModelInput) -> int:
         """The shortest failing prefix, by bisection: log2(rows) model calls."""
         loop = asyncio.get_running_loop()
 
         async def fails(count: int) -> bool:
             try:
-                await loop.run_in_executor(self._executor, self._call_model, output, rows[:count])
+                await loop.run_in_executor(
+                    self._executor, self._call_model, (model, output), rows[:count]
+                )
             except Exception:
                 return True
             return False
@@ -102,14 +108,13 @@ class DataPlane:
                 low = middle + 1
         return high - 1
 
-    async def infer(self, rows: ModelInput, output: str) -> np.ndarray:
-        """The model's `output` for each row of `rows`, from the cache where it can."""
-        model = self.require_model()
+    async def infer(self, model: LoadedModel, rows: ModelInput, output: str) -> np.ndarray:
+        """`model`'s `output` for each row of `rows`, from the cache where it can. The caller
+        passes the model it decoded the rows for, so a swap mid-request changes nothing."""
         model.check_output(output)
         if self.cache is None:
-            return await self._compute(output, rows)
-        prefix = self._key_prefixes[output]
-        keys = row_keys(rows, prefix)
+            return await self._compute(model, output, rows)
+        keys = row_keys(rows, model.cache_prefix(output))
         cached = await self.cache.get_many(keys)
         missing = [i for i, value in enumerate(cached) if value is None]
         self.metrics.cache_hits.inc(len(rows) - len(missing))
@@ -119,10 +124,10 @@ class DataPlane:
             return np.stack(cached)  # type: ignore[arg-type]
         self.metrics.cache_misses.inc(len(missing))
         if len(missing) == len(rows):
-            computed = await self._compute(output, rows)
+            computed = await self._compute(model, output, rows)
             self.cache.set_many(keys, computed)
             return computed
-        computed = await self._compute(output, rows[missing], missing)
+        computed = await self._compute(model, output, rows[missing], missing)
         self.cache.set_many([keys[i] for i in missing], computed)
         for position, index in enumerate(missing):
             cached[index] = computed[position]

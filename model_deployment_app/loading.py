@@ -57,7 +57,22 @@ def _load_joblib(path: Path) -> Any:
 
 
 def load_estimator(path: Path, model_type: str, skops_trusted: tuple[str, ...] = ()) -> Any:
-    """Load the estimator saved at `path` as `model_type` (pkl, joblib or skops)."""
+    """Load the estimator saved at `path` as `model_type` (pkl, joblib or skops); a directory
+    is an MLflow model (see `mlflow_registry.load_model_directory`)."""
+    if path.is_dir():
+        from model_deployment_app.mlflow_registry import load_model_directory
+
+        try:
+            found = load_model_directory(path, model_type)
+        except StartupError:
+            raise
+        except Exception as error:
+            raise StartupError(
+                f"cannot load the MLflow model in {path.name}: {type(error).__name__}: {error}"
+            ) from None
+        if not isinstance(found, Path):
+            return found
+        path = found
     try:
         if model_type == "skops":
             return _load_skops(path, skops_trusted)

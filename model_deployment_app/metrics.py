@@ -55,6 +55,17 @@ class Metrics:
             "mda_model_load_seconds", "Time to fetch and load the model", registry=r,
             multiprocess_mode="max",
         )  # fmt: skip
+        self.model_info = Gauge(
+            "mda_model_info", "1 for the model version being served", ["version"], registry=r,
+            multiprocess_mode="max",
+        )  # fmt: skip
+        self.model_reloads = Counter(
+            "mda_model_reloads", "New model versions swapped in", registry=r
+        )
+        self.model_reload_failures = Counter(
+            "mda_model_reload_failures", "New model versions refused (the old one kept serving)",
+            registry=r,
+        )  # fmt: skip
         self.model_ready = Gauge(
             "mda_model_ready", "1 once the model is loaded", registry=r,
             multiprocess_mode="max",

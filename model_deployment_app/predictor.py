@@ -26,7 +26,7 @@ PREDICT = "predict"
 PREDICT_PROBA = "predict_proba"
 
 
-@dataclass
+@dataclass(eq=False)  # compared and hashed by identity: a batch key, one per loaded version
 class LoadedModel:
     """An estimator ready to serve, and its facts: job, inputs, classes, digest."""
 
@@ -40,6 +40,15 @@ class LoadedModel:
     platform: str = "sklearn"
     load_seconds: float = 0.0
     outputs: tuple[str, ...] = field(default=())
+    source_token: str = ""  # what the source said its version was when this was fetched
+
+    def cache_prefix(self, output: str) -> bytes:
+        """Cache keys of this artifact, schema and output: another version never shares them."""
+        prefix = self.__dict__.get("_prefixes", {}).get(output)
+        if prefix is None:
+            prefix = f"mda:{self.sha256}:{self.schema.fingerprint}:{output}:".encode()
+            self.__dict__.setdefault("_prefixes", {})[output] = prefix
+        return prefix
 
     @property
     def version(self) -> str:
@@ -156,6 +165,7 @@ def _load(config: ModelConfig, settings: ServerSettings) -> LoadedModel:
     trusted = tuple(t.strip() for t in settings.skops_trusted_types.split(",") if t.strip())
     estimator = load_estimator(artifact.path, config.model_type, trusted)
     model = prepare(estimator, config, artifact.sha256)
+    model.source_token = artifact.token
     model.load_seconds = time.perf_counter() - started
     log.info(
         "loaded %s (%s, %s) from %s in %.2fs, sha256 %s",

@@ -78,7 +78,10 @@ def _serve_one(settings: Settings, config: ModelConfig) -> None:
         _freeze_heap()
         return model
 
-    app = create_app(settings, loader=load_and_freeze, on_load_failure=stop_on_failure, grpc=True)
+    app = create_app(
+        settings, loader=load_and_freeze, on_load_failure=stop_on_failure, grpc=True,
+        source=config,
+    )  # fmt: skip
     server = uvicorn.Server(_uvicorn_config(app, settings))
     server.run()
     if failures:
@@ -130,7 +133,7 @@ def _serve_prefork(settings: Settings, config: ModelConfig) -> None:
     model = load_model(config, settings.server)
     # Everything the workers need is built here, once: the app and uvicorn's loaded config
     # (which imports the event loop and HTTP protocol modules) are shared copy-on-write.
-    app = create_app(settings, model=model, grpc=True)
+    app = create_app(settings, model=model, grpc=True, source=config)
     server_config = _uvicorn_config(app, settings)
     server_config.load()
     sock = _listen(settings)

@@ -7,14 +7,19 @@ and `STORAGE_EMULATOR_HOST` behave as users expect.
 import hashlib
 import logging
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from model_deployment_app.config import GcsSource, LocalSource
+from model_deployment_app.config import GcsSource, LocalSource, MlflowSource
 from model_deployment_app.errors import StartupError
 
 log = logging.getLogger(__name__)
+
+
+Source = GcsSource | LocalSource | MlflowSource
 
 
 @dataclass(frozen=True)
@@ -22,13 +27,19 @@ class Artifact:
     path: Path
     sha256: str
     uri: str
+    token: str = ""  # the source's version when fetched (see `probe`)
 
 
 def sha256_of(path: Path) -> str:
+    """The digest of a file, or of a directory's files and their relative names."""
     digest = hashlib.sha256()
-    with path.open("rb") as stream:
-        for chunk in iter(lambda: stream.read(1 << 20), b""):
-            digest.update(chunk)
+    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+    for file in files:
+        if path.is_dir():
+            digest.update(str(file.relative_to(path)).encode() + b"\0")
+        with file.open("rb") as stream:
+            for chunk in iter(lambda: stream.read(1 << 20), b""):
+                digest.update(chunk)
     return digest.hexdigest()
 
 
@@ -50,27 +61,15 @@ def _retry(uri: str, deadline: float) -> Any:
     )
 
 
-def _download_from_gcs(
-    source: GcsSource, download_dir: str | None, deadline: float
-) -> tuple[Path, str]:
+@contextmanager
+def _gcs_errors(uri: str, deadline: float) -> Iterator[None]:
+    """Every way a GCS call fails, as one StartupError line."""
     from google.api_core import exceptions as gcs_errors
     from google.auth.exceptions import DefaultCredentialsError, GoogleAuthError
-    from google.cloud import storage
 
-    uri = f"gs://{source.bucket_name}/{source.blob_dir}"
-    target_dir = Path(download_dir or tempfile.mkdtemp(prefix="mda-model-"))
-    target_dir.mkdir(parents=True, exist_ok=True)
-    target = target_dir / Path(source.blob_dir).name
-    retry, timeout = _retry(uri, deadline), min(60.0, deadline)
     try:
-        client = storage.Client(project=source.project_name)
-        bucket = client.bucket(source.bucket_name)
-        if not bucket.exists(timeout=timeout, retry=retry):
-            raise StartupError(f"bucket gs://{source.bucket_name} does not exist")
-        blob = bucket.blob(source.blob_dir)
-        blob.download_to_filename(str(target), timeout=timeout, retry=retry)
+        yield
     except gcs_errors.NotFound:
-        target.unlink(missing_ok=True)
         raise StartupError(f"model object {uri} does not exist") from None
     except gcs_errors.Forbidden as error:
         raise StartupError(f"no permission to read {uri}: {error.message}") from None
@@ -90,7 +89,52 @@ def _download_from_gcs(
         raise StartupError(
             f"cannot download {uri}: {type(error).__name__}: {_first_line(error)}"
         ) from None
-    return target, uri
+
+
+def _gcs_blob(source: GcsSource, deadline: float) -> Any:
+    """The object to serve, with its generation: `blobDir` itself, or for a prefix ending
+    in `/`, the newest object under it."""
+    from google.cloud import storage
+
+    uri = f"gs://{source.bucket_name}/{source.blob_dir}"
+    retry, timeout = _retry(uri, deadline), min(60.0, deadline)
+    with _gcs_errors(uri, deadline):
+        client = storage.Client(project=source.project_name)
+        bucket = client.bucket(source.bucket_name)
+        if not bucket.exists(timeout=timeout, retry=retry):
+            raise StartupError(f"bucket gs://{source.bucket_name} does not exist")
+        if source.blob_dir.endswith("/"):
+            blobs = [
+                b for b in client.list_blobs(
+                    bucket, prefix=source.blob_dir, timeout=timeout, retry=retry
+                ) if not b.name.endswith("/")
+            ]  # fmt: skip
+            if not blobs:
+                raise StartupError(f"no model object under {uri}")
+            return max(blobs, key=lambda b: (b.updated, b.generation))
+        blob = bucket.get_blob(source.blob_dir, timeout=timeout, retry=retry)
+        if blob is None:
+            raise StartupError(f"model object {uri} does not exist")
+        return blob
+
+
+def _download_from_gcs(
+    source: GcsSource, download_dir: str | None, deadline: float
+) -> tuple[Path, str, str]:
+    blob = _gcs_blob(source, deadline)
+    uri = f"gs://{source.bucket_name}/{blob.name}"
+    target_dir = Path(download_dir or tempfile.mkdtemp(prefix="mda-model-"))
+    target_dir.mkdir(parents=True, exist_ok=True)
+    target = target_dir / f"{blob.generation}-{Path(blob.name).name}"
+    with _gcs_errors(uri, deadline):
+        try:  # this very generation: a newer one is the next version, not this one
+            blob.download_to_filename(
+                str(target), timeout=min(60.0, deadline), retry=_retry(uri, deadline)
+            )
+        except BaseException:
+            target.unlink(missing_ok=True)
+            raise
+    return target, uri, f"{blob.name}#{blob.generation}"
 
 
 def _first_line(error: BaseException | None) -> str:
@@ -98,21 +142,47 @@ def _first_line(error: BaseException | None) -> str:
     return text.splitlines()[0][:300] if text else ""
 
 
-def fetch(
-    source: GcsSource | LocalSource, download_dir: str | None = None, deadline: float = 300.0
-) -> Artifact:
-    """Make the artifact a local file, verify a pinned sha256, and return its digest."""
+def _local_token(path: Path) -> str:
+    try:
+        stat = path.stat()
+    except OSError:
+        return "missing"
+    return f"{stat.st_mtime_ns}:{stat.st_size}"
+
+
+def probe(source: Source, deadline: float = 60.0) -> str:
+    """The source's current version, cheaply (no download): a LOCAL file's mtime and size, a
+    GCS object's name and generation, the model version an MLflow alias points at. A change
+    means a new version to load."""
+    if isinstance(source, LocalSource):
+        return _local_token(Path(source.path))
+    if isinstance(source, MlflowSource):
+        from model_deployment_app import mlflow_registry
+
+        return mlflow_registry.resolve(source.model_uri).version
+    blob = _gcs_blob(source, deadline)
+    return f"{blob.name}#{blob.generation}"
+
+
+def fetch(source: Source, download_dir: str | None = None, deadline: float = 300.0) -> Artifact:
+    """Make the artifact a local file (or an MLflow model's directory), verify a pinned sha256,
+    and return it with its digest and the version token it was fetched at."""
     if isinstance(source, LocalSource):
         path, uri = Path(source.path), source.path
+        token = _local_token(path)
         if path.is_dir():
             raise StartupError(f"model path {path} is a directory, not a model file")
         if not path.is_file():
             raise StartupError(f"model file {path} does not exist")
+    elif isinstance(source, MlflowSource):
+        from model_deployment_app import mlflow_registry
+
+        path, uri, token = mlflow_registry.download(source.model_uri, download_dir)
     else:
-        path, uri = _download_from_gcs(source, download_dir, deadline)
+        path, uri, token = _download_from_gcs(source, download_dir, deadline)
     digest = sha256_of(path)
     if source.sha256 and source.sha256.lower() != digest:
         raise StartupError(
             f"sha256 mismatch for {uri}: config pins {source.sha256.lower()}, artifact is {digest}"
         )
-    return Artifact(path=path, sha256=digest, uri=uri)
+    return Artifact(path=path, sha256=digest, uri=uri, token=token)

@@ -90,5 +90,5 @@ async def infer(
         if name == CLASSES:
             results.append((name, np.asarray(model.classes)))
         else:
-            results.append((name, await plane.infer(rows, name)))
+            results.append((name, await plane.infer(model, rows, name)))
     return results

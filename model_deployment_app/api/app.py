@@ -14,11 +14,14 @@ from model_deployment_app import __version__
 from model_deployment_app.api.errors import error_response, install_error_handlers
 from model_deployment_app.api.fastpath import FastPath
 from model_deployment_app.api.middleware import MetricsMiddleware, RequestRecorder
+from model_deployment_app.api.repository import repository_router
 from model_deployment_app.api.rest import predict_endpoint, rest_router
 from model_deployment_app.api.v2 import infer_endpoint, v2_router
 from model_deployment_app.cache import build_cache
+from model_deployment_app.config import ModelConfig
 from model_deployment_app.errors import StartupError
 from model_deployment_app.handler import DataPlane
+from model_deployment_app.lifecycle import ModelWatcher
 from model_deployment_app.metrics import Metrics
 from model_deployment_app.predictor import LoadedModel
 from model_deployment_app.settings import Settings
@@ -46,14 +49,17 @@ def create_app(
     loader: ModelLoader | None = None,
     on_load_failure: LoadFailureHook | None = None,
     grpc: bool = False,
+    source: ModelConfig | None = None,
 ) -> FastAPI:
     """Serve `model`, or the one `loader` returns (loaded in the background at start-up:
     until it is in, readiness and predictions answer 503). `grpc`: also serve V2 over gRPC
-    on `MDA_GRPC_PORT` while the app runs (`mda serve` asks for it)."""
+    on `MDA_GRPC_PORT` while the app runs (`mda serve` asks for it). `source`: the model's
+    configuration, to reload it from (on request, and every `refreshSeconds` if set)."""
     settings = settings or Settings()
     metrics = Metrics()
     plane = DataPlane(settings, metrics, build_cache(settings.cache, settings.server.workers))
     recorder = RequestRecorder(metrics)
+    watcher = ModelWatcher(plane, source, settings.server) if source is not None else None
     if model is not None:
         plane.set_model(model)
 
@@ -82,13 +88,15 @@ def create_app(
             grpc_server = await start_grpc_server(
                 plane, recorder, server.host, server.grpc_port, shared_port=server.workers > 1
             )
-        task = None
+        tasks = []
         if plane.model is None and loader is not None:
-            task = asyncio.create_task(load_in_background(loader))
+            tasks.append(asyncio.create_task(load_in_background(loader)))
+        if watcher is not None and watcher.refresh_seconds:
+            tasks.append(asyncio.create_task(watcher.run(), name="mda-model-watcher"))
         try:
             yield
         finally:
-            if task is not None:
+            for task in tasks:
                 task.cancel()
             if grpc_server is not None:
                 await grpc_server.stop(grace=5)
@@ -106,7 +114,7 @@ def create_app(
     app.state.plane = plane
     install_error_handlers(app)
     predict, infer = predict_endpoint(plane), infer_endpoint(plane)
-    routers = [rest_router(predict), v2_router(plane, infer)]
+    routers = [rest_router(predict), v2_router(plane, infer), repository_router(plane, watcher)]
     for router in routers:
         app.include_router(router)
     hot_routes = [

@@ -29,6 +29,7 @@ _MEANINGS = {
     400: "Malformed JSON or binary body",
     404: "No such model or version",
     408: "The body did not arrive in time",
+    409: "The source's new model version was refused; the old one keeps serving",
     413: "Body or row count over the limit",
     415: "Content-Encoding other than gzip",
     422: "Input the model cannot take; the message names the row",

@@ -88,10 +88,13 @@ def predict_endpoint(plane: DataPlane) -> Endpoint:
         rows = await decode(
             body, lambda raw: decode_predict(parse_json(raw), model.schema, limits.max_rows)
         )
-        predictions = await plane.infer(rows, model.default_output)
+        predictions = await plane.infer(model, rows, model.default_output)
         if model.classes is not None:
-            return json_response({"predictions": predictions, "classes": model.classes})
-        return json_response({"predictions": predictions})
+            response = json_response({"predictions": predictions, "classes": model.classes})
+        else:
+            response = json_response({"predictions": predictions})
+        response.headers["model-version"] = model.version  # the version that answered
+        return response
 
     return predict
 

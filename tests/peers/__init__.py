@@ -25,4 +25,4 @@ def run_peer(script: str, *args: str, timeout: float = 120) -> Any:
     )  # fmt: skip
     if done.returncode != 0:
         raise AssertionError(f"{script} failed ({done.returncode}):\n{done.stderr[-3000:]}")
-    return json.loads(done.stdout)
+    return json.loads(done.stdout.strip().splitlines()[-1])  # the last line: libraries chat

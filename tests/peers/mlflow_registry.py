@@ -1,0 +1,46 @@
+"""Register models in a real MLflow tracking server, as a training job would.
+
+    mlflow_registry.py URL register NAME MODEL.joblib sklearn|file [ALIAS]
+    mlflow_registry.py URL alias NAME ALIAS VERSION
+
+`sklearn` logs the estimator with the scikit-learn flavour (mlflow.sklearn.log_model); `file`
+logs the joblib file itself as the model's only artifact. Prints {"version": "<n>"}.
+"""
+
+import json
+import sys
+import tempfile
+from pathlib import Path
+
+import joblib
+import mlflow
+from mlflow.tracking import MlflowClient
+
+url, command, name, *rest = sys.argv[1:]
+mlflow.set_tracking_uri(url)
+client = MlflowClient()
+if command == "alias":
+    alias, version = rest
+    client.set_registered_model_alias(name, alias, version)
+    print(json.dumps({"version": version}))
+    sys.exit(0)
+artifact, flavor, *alias = rest
+try:
+    client.create_registered_model(name)
+except mlflow.exceptions.MlflowException:
+    pass  # registered before
+with mlflow.start_run() as run:
+    if flavor == "sklearn":
+        info = mlflow.sklearn.log_model(joblib.load(artifact), name="model")
+        version = mlflow.register_model(info.model_uri, name).version
+    else:
+        with tempfile.TemporaryDirectory() as tmp:
+            folder = Path(tmp) / "model"
+            folder.mkdir()
+            (folder / "model.joblib").write_bytes(Path(artifact).read_bytes())
+            mlflow.log_artifacts(str(folder), artifact_path="model")
+        source = f"{run.info.artifact_uri}/model"
+        version = client.create_model_version(name, source, run_id=run.info.run_id).version
+if alias:
+    client.set_registered_model_alias(name, alias[0], version)
+print(json.dumps({"version": str(version)}))
