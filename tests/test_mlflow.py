@@ -150,7 +150,7 @@ def test_bad_registries_are_refused_in_one_line(
                    MLFLOW_TRACKING_URI=mlflow_server)  # fmt: skip
     assert "inputSize is 4 but the model (LogisticRegression) expects 3 features" in line
     started = time.monotonic()
-    line = refusal(start_server, mlflow_config(tmp_path, "models:/known@prod"),
-                   MLFLOW_TRACKING_URI="http://127.0.0.1:9", MDA_LOAD_TIMEOUT_SECONDS="20")  # fmt: skip
+    unreachable = {"MLFLOW_TRACKING_URI": "http://127.0.0.1:9", "MDA_LOAD_TIMEOUT_SECONDS": "20"}
+    line = refusal(start_server, mlflow_config(tmp_path, "models:/known@prod"), **unreachable)
     assert "cannot resolve models:/known@prod in MLflow" in line
     assert time.monotonic() - started < 60

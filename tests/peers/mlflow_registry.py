@@ -7,6 +7,7 @@
 logs the joblib file itself as the model's only artifact. Prints {"version": "<n>"}.
 """
 
+import contextlib
 import json
 import sys
 import tempfile
@@ -25,10 +26,8 @@ if command == "alias":
     print(json.dumps({"version": version}))
     sys.exit(0)
 artifact, flavor, *alias = rest
-try:
+with contextlib.suppress(mlflow.exceptions.MlflowException):  # registered before
     client.create_registered_model(name)
-except mlflow.exceptions.MlflowException:
-    pass  # registered before
 with mlflow.start_run() as run:
     if flavor == "sklearn":
         info = mlflow.sklearn.log_model(joblib.load(artifact), name="model")
