@@ -99,7 +99,8 @@ REGISTRY ?=
 CONTAINER_ENGINE ?= docker
 IMAGE = $(REGISTRY)/model-deployment-app
 WITH_TORCH ?= false
-IMAGE_TAG = $(VERSION)$(if $(filter true,$(WITH_TORCH)),-torch)
+WITH_MLFLOW ?= false
+IMAGE_TAG = $(VERSION)$(if $(filter true,$(WITH_TORCH)),-torch)$(if $(filter true,$(WITH_MLFLOW)),-mlflow)
 CI_IMAGE ?= model-deployment-app-ci:$(VERSION)
 
 new-model: $(STAMP) ## Create the chart k8s_dev/NAME (optional: JOB INPUT_SIZE or INPUTS=age:INT64,city:BYTES MODEL_TYPE BUCKET BLOB PROJECT)
@@ -128,7 +129,8 @@ docker-base: ## Build and push REGISTRY/model-deployment-app:VERSION (WITH_TORCH
 	@test -n "$(REGISTRY)" || { echo "error: REGISTRY is not set: make docker-base \
 	REGISTRY=<registry>/<repository>, e.g. europe-docker.pkg.dev/my-project/mda" >&2; exit 1; }
 	$(ENGINE_CHECK)
-	DOCKER_BUILDKIT=1 $(CONTAINER_ENGINE) build -f docker/Dockerfile --build-arg WITH_TORCH=$(WITH_TORCH) -t $(IMAGE):$(IMAGE_TAG) .
+	DOCKER_BUILDKIT=1 $(CONTAINER_ENGINE) build -f docker/Dockerfile --build-arg WITH_TORCH=$(WITH_TORCH) \
+		--build-arg WITH_MLFLOW=$(WITH_MLFLOW) -t $(IMAGE):$(IMAGE_TAG) .
 	$(CONTAINER_ENGINE) push $(IMAGE):$(IMAGE_TAG)
 
 docker-ci-test: ## Build the CI test image and run the test suite in it (CONTAINER_ENGINE=podman)

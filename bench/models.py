@@ -174,3 +174,21 @@ def train_scaled_forest(directory: Path) -> DemoModel:
 def poison_body() -> bytes:
     """One row with a value past float32: finite JSON the soak's model raises on."""
     return orjson.dumps({"instances": [[1e39] + [0.0] * (N_FEATURES - 1)]})
+
+
+def swappable_logreg(directory: Path) -> tuple[DemoModel, list[Path]]:
+    """The logistic regression served from a file it re-reads every second, and two other
+    versions of it (other regularisation) to publish over that file during the load."""
+    x, y = make_classification(n_samples=2000, n_features=N_FEATURES, random_state=0)
+    artifact = directory / "swapped.joblib"
+    joblib.dump(LogisticRegression(max_iter=1000).fit(x, y), artifact)
+    versions = []
+    for index, c in enumerate((0.05, 5.0)):
+        path = directory / f"swapped-v{index + 2}.joblib"
+        joblib.dump(LogisticRegression(C=c, max_iter=1000).fit(x, y), path)
+        versions.append(path)
+    config = _config("logreg", artifact)
+    config["model"] = {"method": "LOCAL", "path": str(artifact), "refreshSeconds": 1}
+    path = directory / "swapped.yaml"
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    return DemoModel("logreg", artifact, path), versions

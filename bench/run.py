@@ -9,6 +9,9 @@ measured. `--soak SECONDS` runs the soak test instead (see soak.py).
 """
 
 import argparse
+import asyncio
+import os
+import shutil
 import sys
 import tempfile
 from collections.abc import Callable
@@ -30,8 +33,10 @@ from report import (
     FLOOR,
     H2_GRPC,
     H2_REST,
+    NO_SWAP,
     REFERENCE,
     REFERENCE_BATCH,
+    SWAPS,
     UNCACHED,
     WORKERS4,
     WORKERS4_BATCH,
@@ -101,6 +106,41 @@ class Bench:
             flush=True,
         )
 
+    def serve_swaps(self, workdir: Path, bodies: list[bytes]) -> None:
+        """The same load on one server twice: without a swap, then while two new versions
+        of the model are published over its file (it re-reads it every second)."""
+        model, versions = models.swappable_logreg(workdir)
+        port = servers.free_port()
+        requests = [loadgen.post_request(servers.HOST, port, "/predict", b) for b in bodies]
+        seconds = max(self.duration_s, 6.0)
+
+        async def load_with_swaps() -> loadgen.LoadResult:
+            load = asyncio.ensure_future(
+                loadgen.run_load(servers.HOST, port, requests, 10, seconds)
+            )
+            for version in versions:
+                await asyncio.sleep(seconds / 3)
+                os.replace(shutil.copy(version, f"{model.artifact}.new"), model.artifact)
+            return await load
+
+        try:
+            with servers.running(
+                "logreg: swaps", servers.mda_serve(model.config, port, cache=False)
+            ):
+                if self.warmup_s > 0:
+                    interrupt.run(loadgen.run_load(servers.HOST, port, requests, 10, self.warmup_s))
+                steady = interrupt.run(loadgen.run_load(servers.HOST, port, requests, 10, seconds))
+                self._record(Measurement("logreg", NO_SWAP, 10, 1, steady))
+                self._record(Measurement("logreg", SWAPS, 10, 1, interrupt.run(load_with_swaps())))
+                swaps = servers.metric(port, "mda_model_reloads_total")
+                if swaps != len(versions):
+                    raise RuntimeError(
+                        f"logreg: swaps: {swaps:g} of {len(versions)} swaps happened"
+                    )
+        except RuntimeError as error:
+            self.failures.append(str(error))
+            print(f"FAILED {error}", file=sys.stderr, flush=True)
+
     def serve_h2load(self, model: models.DemoModel) -> None:
         """The same single-row request over REST and over gRPC, both driven by h2load."""
         if not h2load.available():
@@ -165,6 +205,7 @@ def run_scenarios(bench: Bench, workdir: Path) -> None:
             )  # fmt: skip
             uncached.append(binary)
             bench.serve_h2load(model)
+            bench.serve_swaps(workdir, single.bodies)
         bench.serve(model.name, UNCACHED, partial(mda, cache=False), uncached)
         bench.serve(
             model.name, CACHED, partial(mda, cache=True), [cached_records if mixed else cached]

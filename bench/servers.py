@@ -150,3 +150,17 @@ def pss_bytes(pid: int) -> int:
                 total += int(line.split()[1]) * 1024
                 break
     return total
+
+
+def metric(port: int, name: str) -> float:
+    """One unlabelled series of the server's /metrics (0 when absent)."""
+    connection = http.client.HTTPConnection(HOST, port, timeout=10)
+    try:
+        connection.request("GET", "/metrics")
+        text = connection.getresponse().read().decode()
+    finally:
+        connection.close()
+    for line in text.splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[-1])
+    return 0.0

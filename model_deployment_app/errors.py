@@ -21,10 +21,6 @@ class ModelNotFound(ServingError):
     status_code = 404
 
 
-class RequestTimeout(ServingError):
-    status_code = 408
-
-
 class PayloadTooLarge(ServingError):
     status_code = 413
 

@@ -120,7 +120,7 @@ class DataPlane:
         self.metrics.cache_hits.inc(len(rows) - len(missing))
         if not missing:
             if len(cached) == 1:  # the common single-row request: skip np.stack
-                return np.expand_dims(cached[0], 0)  # type: ignore[arg-type]
+                return cached[0][np.newaxis]  # type: ignore[index]  # an array, labels too
             return np.stack(cached)  # type: ignore[arg-type]
         self.metrics.cache_misses.inc(len(missing))
         if len(missing) == len(rows):

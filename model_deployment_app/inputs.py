@@ -71,9 +71,9 @@ def concat(parts: Sequence[ModelInput]) -> ModelInput:
     return np.concatenate(parts)  # type: ignore[arg-type]
 
 
-# Rows longer than this are keyed by a 128-bit digest, so that a wide model's cache holds its
-# answers, not copies of its inputs (a 1,000-feature row is 8 KB).
-_LONGEST_RAW_KEY = 128
+# Rows longer than this (128 float64 features) are keyed by a 128-bit digest, so that a wide
+# model's cache holds its answers, not copies of its inputs (a 1,000-feature row is 8 KB).
+_LONGEST_RAW_KEY = 1024
 
 
 def _compact(row: bytes) -> bytes:

@@ -50,7 +50,9 @@ def _uvicorn_config(app: Any, settings: Settings) -> Any:
     server = settings.server
     return uvicorn.Config(
         app,
-        http=guarded_protocol(server.header_timeout_seconds, server.max_connections),
+        http=guarded_protocol(
+            server.header_timeout_seconds, server.body_timeout_seconds, server.max_connections
+        ),
         host=server.host,
         port=server.port,
         log_level=server.log_level,

@@ -38,6 +38,7 @@ REPO = Repo(ROOT)
 MODELS = REPO.model_names()
 FRESH = "fresh-model"
 FRESH_NAMED = "fresh-named"  # scaffolded with named, typed inputs
+FRESH_MLFLOW = "fresh-mlflow"  # scaffolded to follow an MLflow registry alias
 NAMED_INPUTS = (("age", "INT64"), ("city", "BYTES"), ("member", "BOOL"), ("income", "FP64"))
 KUBE_VERSION = "1.30.0"
 
@@ -112,14 +113,16 @@ def fresh_repo(tmp_path_factory: pytest.TempPathFactory) -> Repo:
     repo = _copy_repo(tmp_path_factory.mktemp("repo"))
     new_model(repo, ModelSpec(FRESH, job="regression", input_size=3, bucket="b", project="p"))
     new_model(repo, ModelSpec(FRESH_NAMED, inputs=NAMED_INPUTS, model_type="skops"))
+    new_model(repo, ModelSpec(FRESH_MLFLOW, mlflow_uri="models:/churn@champion",
+                              refresh_seconds=60))  # fmt: skip
     return repo
 
 
-@pytest.fixture(params=[*MODELS, FRESH, FRESH_NAMED])
+@pytest.fixture(params=[*MODELS, FRESH, FRESH_NAMED, FRESH_MLFLOW])
 def chart(request: pytest.FixtureRequest, fresh_repo: Repo) -> tuple[Repo, str]:
     """Each model chart of the checkout, then the freshly scaffolded ones."""
     name = str(request.param)
-    return (fresh_repo if name in (FRESH, FRESH_NAMED) else REPO), name
+    return (fresh_repo if name in (FRESH, FRESH_NAMED, FRESH_MLFLOW) else REPO), name
 
 
 # --- the checkout --------------------------------------------------------------------------
@@ -293,6 +296,12 @@ def test_config_map_holds_a_config_the_server_accepts(chart: tuple[Repo, str]) -
     assert config.input_size == values["config"].get("inputSize")
     if name == FRESH_NAMED:
         assert [(i.name, i.datatype) for i in config.inputs or ()] == list(NAMED_INPUTS)
+    if name == FRESH_MLFLOW:
+        assert (config.model.method, config.model.refresh_seconds) == ("MLFLOW", 60)
+        env = _one(_objects(repo, name), "Deployment")["spec"]["template"]["spec"][
+            "containers"][0]["env"]  # fmt: skip
+        assert {"name": "MLFLOW_TRACKING_URI",
+                "value": "http://mlflow.mlflow.svc.cluster.local:5000"} in env  # fmt: skip
 
 
 def test_deployment_follows_the_conventions(chart: tuple[Repo, str]) -> None:
@@ -441,6 +450,12 @@ BAD_VALUES = {
     "unknown job": ({"config": {"job": "clustering"}}, "/config/job"),
     "missing inputSize": ({"config": {"inputSize": None}}, "inputSize"),
     "inputSize and inputs": ({"config": {"inputs": [{"name": "a", "datatype": "FP64"}]}}, "oneOf"),
+    "refresh under a second": ({"config": {"model": {"refreshSeconds": 0.5}}}, "refreshSeconds"),
+    "bad model URI": (
+        {"config": {"model": {"method": "MLFLOW", "modelUri": "runs:/abc/model",
+                              "projectName": None, "bucketName": None, "blobDir": None}}},
+        "modelUri",
+    ),  # fmt: skip
     "bad input datatype": (
         {"config": {"inputSize": None, "inputs": [{"name": "a", "datatype": "STR"}]}},
         "/config/inputs/0/datatype",

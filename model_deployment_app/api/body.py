@@ -15,7 +15,6 @@ from model_deployment_app.errors import (
     InvalidInput,
     MalformedRequest,
     PayloadTooLarge,
-    RequestTimeout,
     UnsupportedEncoding,
 )
 
@@ -28,29 +27,23 @@ def _declared_length(request: Request) -> int | None:
     return int(value) if value is not None and value.isdigit() else None
 
 
-async def read_body(request: Request, max_bytes: int, timeout: float = 30.0) -> bytes:
-    """The whole body, refused with 413 as soon as it passes `max_bytes`, and with 408 if it
-    has not all arrived within `timeout` seconds."""
+async def read_body(request: Request, max_bytes: int) -> bytes:
+    """The whole body, refused with 413 as soon as it passes `max_bytes`. (A body that does
+    not arrive in time is the HTTP protocol's to refuse: see `protocol`.)"""
     declared = _declared_length(request)
     if declared is not None and declared > max_bytes:
         raise PayloadTooLarge(f"request body of {declared} bytes; the limit is {max_bytes}")
     chunks, size, more = [], 0, True
-    try:
-        async with asyncio.timeout(timeout):
-            while more:  # the ASGI messages themselves: cheaper than Request.stream()
-                message = await request.receive()
-                if message["type"] == "http.disconnect":
-                    raise ClientDisconnect()
-                chunk = message.get("body", b"")
-                more = message.get("more_body", False)
-                size += len(chunk)
-                if size > max_bytes:
-                    raise PayloadTooLarge(f"request body over the limit of {max_bytes} bytes")
-                chunks.append(chunk)
-    except TimeoutError:
-        raise RequestTimeout(
-            f"the request body did not arrive within {timeout:g}s ({size} bytes came)"
-        ) from None
+    while more:  # the ASGI messages themselves: cheaper than Request.stream()
+        message = await request.receive()
+        if message["type"] == "http.disconnect":
+            raise ClientDisconnect()
+        chunk = message.get("body", b"")
+        more = message.get("more_body", False)
+        size += len(chunk)
+        if size > max_bytes:
+            raise PayloadTooLarge(f"request body over the limit of {max_bytes} bytes")
+        chunks.append(chunk)
     body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
     encoding = header(request, b"content-encoding")
     if encoding is None or encoding.lower() == b"identity":
@@ -129,6 +122,8 @@ def _fallback(value: Any) -> Any:
     raise TypeError(f"cannot serialize {type(value).__name__}")
 
 
-def json_response(payload: Any, status_code: int = 200) -> Response:
+def json_response(
+    payload: Any, status_code: int = 200, headers: dict[str, str] | None = None
+) -> Response:
     content = orjson.dumps(payload, default=_fallback, option=_NUMPY)
-    return Response(content, status_code, media_type="application/json")
+    return Response(content, status_code, headers=headers, media_type="application/json")

@@ -45,10 +45,7 @@ def documented_errors(*codes: int) -> dict[int | str, dict[str, object]]:
 def error_response(error: Exception) -> Response:
     """The response for any error raised while serving a request."""
     if isinstance(error, ServingError):
-        response = json_response({"error": error.message}, error.status_code)
-        if error.status_code == 408:  # the rest of the body may still come: end the connection
-            response.headers["connection"] = "close"
-        return response
+        return json_response({"error": error.message}, error.status_code)
     if isinstance(error, HTTPException):
         response = json_response({"error": str(error.detail)}, error.status_code)
         response.headers.update(error.headers or {})  # e.g. a 405's Allow

@@ -1,18 +1,22 @@
-"""uvicorn's HTTP protocol (httptools), guarded: a connection must send its request headers
-within `MDA_HEADER_TIMEOUT_SECONDS` (else a JSON 408 and the connection closes), at most
-`MDA_MAX_CONNECTIONS` are open at once (past that, a JSON 503 and close), and the 400s uvicorn
+"""uvicorn's HTTP protocol (httptools), guarded: a request's headers must arrive within
+`MDA_HEADER_TIMEOUT_SECONDS` of the connection or of its first byte, and its body within
+`MDA_BODY_TIMEOUT_SECONDS` of its headers (else a JSON 408 and the connection closes); at most
+`MDA_MAX_CONNECTIONS` are open at once (past that, a JSON 503 and close); and the 400s uvicorn
 writes itself for unparsable HTTP are JSON too, like every other error of this server.
 
 Idle keep-alive connections are closed by uvicorn itself (`timeout_keep_alive`); this closes
-the ones that open and never send a request, or never finish its headers (slowloris), which
-uvicorn leaves open.
+the ones that open and never send a request, or trickle it (slowloris), which uvicorn leaves
+open. The deadline is armed only while a request is incomplete at the end of a read, so a
+request that arrives whole (the usual case) costs no timer at all.
 """
 
 import asyncio
-from typing import Any
+from typing import Any, Literal
 
 import orjson
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+Phase = Literal["waiting", "headers", "body", "complete"]
 
 
 def _json_reply(status: bytes, message: str) -> bytes:
@@ -25,49 +29,69 @@ def _json_reply(status: bytes, message: str) -> bytes:
 
 class GuardedHttpProtocol(HttpToolsProtocol):
     header_timeout: float = 10.0
+    body_timeout: float = 30.0
     max_connections: int = 2048
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self._header_timer: asyncio.TimerHandle | None = None
+        self._phase: Phase = "waiting"
+        self._deadline: asyncio.TimerHandle | None = None
+        self._deadline_phase: Phase | None = None
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
         if len(self.connections) > self.max_connections:
             self._refuse(b"503 Service Unavailable", "too many connections; try again shortly")
             return
-        self._arm()
+        self._arm("waiting")
 
-    def _arm(self) -> None:
+    def data_received(self, data: bytes) -> None:
+        super().data_received(data)
+        phase = self._phase
+        if phase in ("headers", "body"):
+            if self._deadline_phase != phase:
+                self._arm(phase)
+        elif self._deadline is not None:
+            self._disarm()
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        self._phase = "headers"
+
+    def on_headers_complete(self) -> None:
+        super().on_headers_complete()
+        self._phase = "body"
+
+    def on_message_complete(self) -> None:
+        super().on_message_complete()
+        self._phase = "complete"
+
+    def _arm(self, phase: Phase) -> None:
         self._disarm()
-        self._header_timer = self.loop.call_later(self.header_timeout, self._headers_too_slow)
+        seconds = self.body_timeout if phase == "body" else self.header_timeout
+        self._deadline = self.loop.call_later(seconds, self._expired, phase, seconds)
+        self._deadline_phase = phase
 
     def _disarm(self) -> None:
-        if self._header_timer is not None:
-            self._header_timer.cancel()
-            self._header_timer = None
+        if self._deadline is not None:
+            self._deadline.cancel()
+            self._deadline = None
+            self._deadline_phase = None
 
-    def _headers_too_slow(self) -> None:
-        self._header_timer = None
-        if self.cycle is None or self.cycle.response_complete:  # no request under way
-            self._refuse(
-                b"408 Request Timeout",
-                f"the request headers did not arrive within {self.header_timeout:g}s",
-            )
+    def _expired(self, phase: Phase, seconds: float) -> None:
+        self._deadline = None
+        self._deadline_phase = None
+        if self.cycle is not None and self.cycle.response_started:
+            return  # the app answered already: its own response ends the exchange
+        what = "body" if phase == "body" else "headers"
+        self._refuse(
+            b"408 Request Timeout", f"the request {what} did not arrive within {seconds:g}s"
+        )
 
     def _refuse(self, status: bytes, message: str) -> None:
         if not self.transport.is_closing():
             self.transport.write(_json_reply(status, message))
             self.transport.close()
-
-    def on_message_begin(self) -> None:
-        super().on_message_begin()
-        if self._header_timer is None:  # a later request on a kept-alive connection
-            self._arm()
-
-    def on_headers_complete(self) -> None:
-        self._disarm()
-        super().on_headers_complete()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm()
@@ -77,10 +101,16 @@ class GuardedHttpProtocol(HttpToolsProtocol):
         self._refuse(b"400 Bad Request", f"malformed HTTP request: {msg}")
 
 
-def guarded_protocol(header_timeout: float, max_connections: int) -> type[GuardedHttpProtocol]:
+def guarded_protocol(
+    header_timeout: float, body_timeout: float, max_connections: int
+) -> type[GuardedHttpProtocol]:
     """The protocol class with these limits, for `uvicorn.Config(http=...)`."""
     return type(
         "GuardedHttpProtocol",
         (GuardedHttpProtocol,),
-        {"header_timeout": header_timeout, "max_connections": max_connections},
+        {
+            "header_timeout": header_timeout,
+            "body_timeout": body_timeout,
+            "max_connections": max_connections,
+        },
     )

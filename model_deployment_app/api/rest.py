@@ -1,5 +1,6 @@
 """The plain REST API: `POST /predict`."""
 
+from functools import partial
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -16,6 +17,8 @@ from model_deployment_app.api.errors import documented_errors
 from model_deployment_app.api.fastpath import Endpoint
 from model_deployment_app.codecs.rest import decode_predict
 from model_deployment_app.handler import DataPlane
+from model_deployment_app.inputs import ModelInput
+from model_deployment_app.schema import InputSchema
 
 _ROWS = {"type": "array", "items": {"type": "array"}, "minItems": 1}
 _RECORDS = {"type": "array", "items": {"type": "object"}, "minItems": 1}
@@ -76,25 +79,29 @@ _PREDICT_BODY: dict[str, Any] = {
 }
 
 
+def _decode(body: bytes, schema: InputSchema, max_rows: int) -> ModelInput:
+    # Booleans are only possible where the JSON spells them: a byte search is cheaper than
+    # looking at every value's type.
+    bools_possible = b"true" in body or b"false" in body
+    return decode_predict(parse_json(body), schema, max_rows, bools_possible=bools_possible)
+
+
 def predict_endpoint(plane: DataPlane) -> Endpoint:
     limits = plane.settings.server
 
     async def predict(request: Request) -> Response:
         """Classification: a probability row per instance and the classes; regression: values."""
         model = plane.require_model()
-        body = await read_body(request, limits.max_body_bytes, limits.body_timeout_seconds)
+        body = await read_body(request, limits.max_body_bytes)
         if model.schema.layout == "tensor":
             check_row_count(body, limits.max_rows)
-        rows = await decode(
-            body, lambda raw: decode_predict(parse_json(raw), model.schema, limits.max_rows)
-        )
+        rows = await decode(body, partial(_decode, schema=model.schema, max_rows=limits.max_rows))
         predictions = await plane.infer(model, rows, model.default_output)
+        version = {"model-version": model.version}  # the version that answered
         if model.classes is not None:
-            response = json_response({"predictions": predictions, "classes": model.classes})
-        else:
-            response = json_response({"predictions": predictions})
-        response.headers["model-version"] = model.version  # the version that answered
-        return response
+            payload = {"predictions": predictions, "classes": model.classes}
+            return json_response(payload, headers=version)
+        return json_response({"predictions": predictions}, headers=version)
 
     return predict
 

@@ -146,7 +146,7 @@ def infer_endpoint(plane: DataPlane) -> Endpoint:
         JSON or the binary tensor data extension."""
         params = request.path_params
         model = v2.model_for(plane, params["name"], params.get("version"))
-        body = await read_body(request, limits.max_body_bytes, limits.body_timeout_seconds)
+        body = await read_body(request, limits.max_body_bytes)
         header_length = header(request, v2_binary.HEADER_LENGTH)
         if header_length is None:
             if model.schema.layout == "tensor":

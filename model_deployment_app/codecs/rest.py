@@ -39,8 +39,10 @@ def _named_only(schema: InputSchema) -> InvalidInput:
     )
 
 
-def decode_predict(payload: Any, schema: InputSchema, max_rows: int) -> ModelInput:
-    """The rows of a `/predict` body, for `schema`."""
+def decode_predict(
+    payload: Any, schema: InputSchema, max_rows: int, *, bools_possible: bool = True
+) -> ModelInput:
+    """The rows of a `/predict` body, for `schema` (`bools_possible`: see `to_rows`)."""
     if isinstance(payload, dict):
         if "instances" in payload:
             instances = payload["instances"]
@@ -59,7 +61,8 @@ def decode_predict(payload: Any, schema: InputSchema, max_rows: int) -> ModelInp
     if schema.layout == "tensor":
         if isinstance(instances, list) and instances and isinstance(instances[0], dict):
             raise _named_only(schema)
-        return check_range(to_rows(instances, schema.width, max_rows), schema.value_limit)
+        rows = to_rows(instances, schema.width, max_rows, bools_possible=bools_possible)
+        return check_range(rows, schema.value_limit)
     tables.check_count(instances, max_rows)
     first = instances[0]
     if isinstance(first, dict):

@@ -33,8 +33,10 @@ def _first_problem(rows: list[Any], width: int) -> str:
     return "rows must be lists of numbers"
 
 
-def to_rows(rows: Any, width: int, max_rows: int) -> np.ndarray:
-    """Validate `rows` (a list of rows of `width` numbers) into a float64 array."""
+def to_rows(rows: Any, width: int, max_rows: int, *, bools_possible: bool = True) -> np.ndarray:
+    """Validate `rows` (a list of rows of `width` numbers) into a float64 array.
+    `bools_possible=False`: the caller knows the JSON held no `true`/`false`, which spares
+    the scan for booleans among numbers (numpy would take them for 1 and 0)."""
     if not isinstance(rows, list):
         raise InvalidInput(f"expected a list of rows, got {type(rows).__name__}")
     if not rows:
@@ -47,7 +49,7 @@ def to_rows(rows: Any, width: int, max_rows: int) -> np.ndarray:
         raise InvalidInput(_first_problem(rows, width)) from None
     if array.dtype.kind not in _NUMERIC_KINDS or array.ndim != 2 or array.shape[1] != width:
         raise InvalidInput(_first_problem(rows, width))
-    if bool in set(map(type, chain.from_iterable(rows))):  # numpy took true for 1
+    if bools_possible and bool in set(map(type, chain.from_iterable(rows))):
         raise InvalidInput(_first_problem(rows, width))
     array = array.astype(np.float64, copy=False)
     if not np.isfinite(array).all():

@@ -85,6 +85,24 @@ def _add_new_model(subparsers: Any) -> None:
         "--blob", metavar="PATH", help="object name in the bucket (default: NAME/model.TYPE)"
     )
     parser.add_argument(
+        "--mlflow-uri",
+        metavar="URI",
+        help="serve a version from the MLflow Model Registry instead of a bucket: "
+        "models:/<name>@<alias> or models:/<name>/<version>",
+    )
+    parser.add_argument(
+        "--mlflow-tracking-uri",
+        default="http://mlflow.mlflow.svc.cluster.local:5000",
+        metavar="URL",
+        help="the tracking server, with --mlflow-uri (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--refresh-seconds",
+        type=_positive_int,
+        metavar="S",
+        help="poll the source for a new model version this often (default: never)",
+    )
+    parser.add_argument(
         "--image",
         default=DEFAULT_IMAGE,
         metavar="REPO",
@@ -118,14 +136,18 @@ def _new_model(args: argparse.Namespace) -> int:
         bucket=args.bucket,
         blob=args.blob,
         image=args.image,
+        mlflow_uri=args.mlflow_uri,
+        mlflow_tracking_uri=args.mlflow_tracking_uri,
+        refresh_seconds=args.refresh_seconds,
     )
     repo = Repo.find(args.root)
     chart = new_model(repo, spec)
     where = chart.relative_to(repo.root) if chart.is_relative_to(repo.root) else chart
+    source = spec.mlflow_uri or f"gs://{spec.bucket}/{spec.blob_path}"
+    first = "register the model" if spec.mlflow_uri else "upload the model there"
     print(
-        f"created {where}: {spec.job}, {spec.describe_inputs()}, "
-        f"gs://{spec.bucket}/{spec.blob_path}\n"
-        f"next: upload the model there, check {where}/values.yaml, then\n"
+        f"created {where}: {spec.job}, {spec.describe_inputs()}, {source}\n"
+        f"next: {first}, check {where}/values.yaml, then\n"
         f"  make k8s-render MODEL={spec.name}\n"
         f"  make k8s-deploy MODEL={spec.name}"
     )

@@ -38,6 +38,9 @@ class ModelSpec:
     bucket: str = "my-bucket"
     blob: str | None = None
     image: str = DEFAULT_IMAGE
+    mlflow_uri: str | None = None  # models:/<name>@<alias>: the registry instead of a bucket
+    mlflow_tracking_uri: str = "http://mlflow.mlflow.svc.cluster.local:5000"
+    refresh_seconds: float | None = None
 
     def describe_inputs(self) -> str:
         if self.inputs:
@@ -85,9 +88,8 @@ def _replacements(repo: Repo, spec: ModelSpec) -> dict[str, str]:
         "<INPUT_SCHEMA>": _input_schema(spec),
         "<INPUTS_SUMMARY>": spec.describe_inputs(),
         "<MODEL_TYPE>": spec.model_type,
-        "<PROJECT>": spec.project,
-        "<BUCKET>": spec.bucket,
-        "<BLOB>": spec.blob_path,
+        "<MODEL_SOURCE>": _indented(_model_source(spec), "    "),
+        "<ENV>": json.dumps(_env(spec)),
         "<IMAGE>": spec.image,
         "<APP_VERSION>": package_version(repo),
     }
@@ -110,6 +112,28 @@ def _input_schema(spec: ModelSpec) -> str:
     return "\n".join(lines)
 
 
+def _model_source(spec: ModelSpec) -> dict[str, Any]:
+    refresh = {"refreshSeconds": spec.refresh_seconds} if spec.refresh_seconds else {}
+    if spec.mlflow_uri:
+        return {"method": "MLFLOW", "modelUri": spec.mlflow_uri, **refresh}
+    return {
+        "method": "GCS",
+        "projectName": spec.project,
+        "bucketName": spec.bucket,
+        "blobDir": spec.blob_path,
+        **refresh,
+    }
+
+
+def _env(spec: ModelSpec) -> dict[str, str]:
+    return {"MLFLOW_TRACKING_URI": spec.mlflow_tracking_uri} if spec.mlflow_uri else {}
+
+
+def _indented(mapping: dict[str, Any], indent: str) -> str:
+    """One `key: value` line per entry, values as JSON (valid YAML, strings quoted)."""
+    return "\n".join(f"{indent}{key}: {json.dumps(value)}" for key, value in mapping.items())
+
+
 def _render(text: str, replacements: dict[str, str]) -> str:
     for placeholder, value in replacements.items():
         text = text.replace(placeholder, value)
@@ -122,12 +146,7 @@ def _config(spec: ModelSpec) -> dict[str, Any]:
         "name": spec.name,
         "modelType": spec.model_type,
         "job": spec.job,
-        "model": {
-            "method": "GCS",
-            "projectName": spec.project,
-            "bucketName": spec.bucket,
-            "blobDir": spec.blob_path,
-        },
+        "model": _model_source(spec),
         **(
             {"inputs": [{"name": n, "datatype": t} for n, t in spec.inputs]}
             if spec.inputs
@@ -138,7 +157,7 @@ def _config(spec: ModelSpec) -> dict[str, Any]:
 
 def _check_config(spec: ModelSpec) -> None:
     """Refuse answers the server would refuse at start-up, before writing anything."""
-    for value in (spec.project, spec.bucket, spec.blob_path, spec.image):
+    for value in (spec.project, spec.bucket, spec.blob_path, spec.image, spec.mlflow_tracking_uri):
         if any(c in value for c in '"\\\n'):
             raise UserError(f"{value!r}: quotes, backslashes and newlines are not allowed")
     try:
@@ -154,6 +173,8 @@ def _check_rendered(chart: Path, spec: ModelSpec) -> None:
     values = yaml.safe_load((chart / "values.yaml").read_text())
     if meta.get("name") != spec.name or values.get("config") != _config(spec):
         raise UserError(f"{spec.name!r} cannot be written as plain YAML; pick another name")
+    if values.get("env") != _env(spec):
+        raise UserError(f"{spec.mlflow_tracking_uri!r} cannot be written as plain YAML")
     if values.get("image", {}).get("repository") != spec.image:
         raise UserError(f"image {spec.image!r} cannot be written as plain YAML")
 
