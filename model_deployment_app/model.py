@@ -87,14 +87,20 @@ class PyTorchEstimator(BaseEstimator):
         return torch.device(wanted)
 
     def _runnable(self) -> Any:
-        """The module on its device, in eval mode, moved once and remembered."""
+        """The module on its device, in eval mode, moved once and remembered. The module the
+        estimator was given is copied first when it must be moved or switched to eval mode:
+        `Module.to` and `eval` change it in place, and it may be shared or still training."""
         runnable = self.__dict__.get("_runnable_module")
         if runnable is None:
+            import copy
+
             device = self._torch_device()
             module = self.module
-            if hasattr(module, "eval") and not _is_graph_module(module):
-                module.eval()
-            runnable = (module.to(device), device)
+            if _is_graph_module(module):  # our own, unpickled: move it as it is
+                module = module.to(device)
+            elif _device_of(module) != device or module.training:
+                module = copy.deepcopy(module).to(device).eval()
+            runnable = (module, device)
             self.__dict__["_runnable_module"] = runnable
         return runnable
 
@@ -165,6 +171,15 @@ class PyTorchEstimator(BaseEstimator):
 
             self.module = torch.export.load(io.BytesIO(exported)).module()
             self.__dict__["_exported_bytes"] = exported
+
+
+def _device_of(module: Any) -> Any:
+    """Where the module's first parameter or buffer lives (CPU when it has none)."""
+    import torch
+
+    for tensor in (*module.parameters(), *module.buffers()):
+        return tensor.device
+    return torch.device("cpu")
 
 
 def _is_graph_module(module: Any) -> bool:

@@ -452,10 +452,19 @@ BAD_VALUES = {
     "inputSize and inputs": ({"config": {"inputs": [{"name": "a", "datatype": "FP64"}]}}, "oneOf"),
     "refresh under a second": ({"config": {"model": {"refreshSeconds": 0.5}}}, "refreshSeconds"),
     "bad model URI": (
-        {"config": {"model": {"method": "MLFLOW", "modelUri": "runs:/abc/model",
-                              "projectName": None, "bucketName": None, "blobDir": None}}},
+        {
+            "config": {
+                "model": {
+                    "method": "MLFLOW",
+                    "modelUri": "runs:/abc/model",
+                    "projectName": None,
+                    "bucketName": None,
+                    "blobDir": None,
+                }
+            }
+        },
         "modelUri",
-    ),  # fmt: skip
+    ),
     "bad input datatype": (
         {"config": {"inputSize": None, "inputs": [{"name": "a", "datatype": "STR"}]}},
         "/config/inputs/0/datatype",

@@ -107,3 +107,15 @@ def test_a_reloaded_estimator_pickles_again(tmp_path: Path) -> None:
     np.testing.assert_allclose(
         joblib.load(tmp_path / "b.joblib").predict(ROWS), estimator.predict(ROWS), rtol=1e-12
     )
+
+
+def test_the_wrapped_module_is_left_where_it_was() -> None:
+    """Running on a device never moves (nor switches to eval) the caller's module."""
+    torch = pytest.importorskip("torch")
+    from model_deployment_app.model import PyTorchEstimator
+
+    module = torch.nn.Sequential(torch.nn.Linear(3, 2), torch.nn.Dropout(0.5)).train()
+    estimator = PyTorchEstimator(module, device="meta")
+    runnable, device = estimator._runnable()
+    assert device.type == "meta" and next(runnable.parameters()).is_meta
+    assert next(module.parameters()).device.type == "cpu" and module.training
