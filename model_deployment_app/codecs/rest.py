@@ -12,7 +12,7 @@
 from typing import Any
 
 from model_deployment_app.codecs import tables
-from model_deployment_app.codecs.rows import check_range, to_rows
+from model_deployment_app.codecs.rows import check_count, check_range, to_rows
 from model_deployment_app.errors import InvalidInput
 from model_deployment_app.inputs import ModelInput
 from model_deployment_app.schema import InputSchema
@@ -63,7 +63,7 @@ def decode_predict(
             raise _named_only(schema)
         rows = to_rows(instances, schema.width, max_rows, bools_possible=bools_possible)
         return check_range(rows, schema.value_limit)
-    tables.check_count(instances, max_rows)
+    check_count(instances, max_rows)
     first = instances[0]
     if isinstance(first, dict):
         return tables.from_records(instances, schema, max_rows)

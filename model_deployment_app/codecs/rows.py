@@ -33,16 +33,21 @@ def _first_problem(rows: list[Any], width: int) -> str:
     return "rows must be lists of numbers"
 
 
-def to_rows(rows: Any, width: int, max_rows: int, *, bools_possible: bool = True) -> np.ndarray:
-    """Validate `rows` (a list of rows of `width` numbers) into a float64 array.
-    `bools_possible=False`: the caller knows the JSON held no `true`/`false`, which spares
-    the scan for booleans among numbers (numpy would take them for 1 and 0)."""
+def check_count(rows: Any, max_rows: int, what: str = "rows") -> None:
+    """A non-empty list of at most `max_rows` items (every codec's first check)."""
     if not isinstance(rows, list):
-        raise InvalidInput(f"expected a list of rows, got {type(rows).__name__}")
+        raise InvalidInput(f"expected a list of {what}, got {type(rows).__name__}")
     if not rows:
         raise InvalidInput("empty batch: send at least one row")
     if len(rows) > max_rows:
         raise PayloadTooLarge(f"{len(rows)} rows in one request; the limit is {max_rows}")
+
+
+def to_rows(rows: Any, width: int, max_rows: int, *, bools_possible: bool = True) -> np.ndarray:
+    """Validate `rows` (a list of rows of `width` numbers) into a float64 array.
+    `bools_possible=False`: the caller knows the JSON held no `true`/`false`, which spares
+    the scan for booleans among numbers (numpy would take them for 1 and 0)."""
+    check_count(rows, max_rows)
     try:
         array = np.array(rows)
     except (ValueError, TypeError):

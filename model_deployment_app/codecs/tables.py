@@ -4,19 +4,10 @@ value per row (a text model's strings), each into a `Table` of the schema's colu
 from typing import Any
 
 from model_deployment_app.codecs.columns import to_column
-from model_deployment_app.errors import InvalidInput, PayloadTooLarge
+from model_deployment_app.codecs.rows import check_count
+from model_deployment_app.errors import InvalidInput
 from model_deployment_app.inputs import Table
 from model_deployment_app.schema import InputSchema
-
-
-def check_count(rows: Any, max_rows: int, what: str = "rows") -> None:
-    """A non-empty list of at most `max_rows` items."""
-    if not isinstance(rows, list):
-        raise InvalidInput(f"expected a list of {what}, got {type(rows).__name__}")
-    if not rows:
-        raise InvalidInput("empty batch: send at least one row")
-    if len(rows) > max_rows:
-        raise PayloadTooLarge(f"{len(rows)} rows in one request; the limit is {max_rows}")
 
 
 def _columns_of(schema: InputSchema) -> str:

@@ -16,7 +16,7 @@ import numpy as np
 from model_deployment_app.codecs import tables
 from model_deployment_app.codecs.columns import from_array, to_column
 from model_deployment_app.codecs.raw import element_count, from_raw
-from model_deployment_app.codecs.rows import check_range, to_rows
+from model_deployment_app.codecs.rows import check_count, check_range, to_rows
 from model_deployment_app.errors import InvalidInput, PayloadTooLarge
 from model_deployment_app.inputs import ModelInput, Table
 from model_deployment_app.schema import DTYPES, Column, InputSchema
@@ -170,7 +170,7 @@ def _by_name(tensors: list[Tensor], schema: InputSchema, max_rows: int) -> Table
     if len(set(counts.values())) > 1:
         shown = ", ".join(f"{n!r} has {c}" for n, c in counts.items())
         raise InvalidInput(f"ragged inputs: every column needs the same number of rows ({shown})")
-    tables.check_count([None] * tensors[0].rows, max_rows)
+    check_count([None] * tensors[0].rows, max_rows)
     return Table({c.name: _column(by_name[c.name], c) for c in schema})
 
 
@@ -185,7 +185,7 @@ def decode_inputs(tensors: list[Tensor], schema: InputSchema, max_rows: int) -> 
     if len(tensors) == 1 and tensors[0].name not in schema.names:
         if len(schema.columns) == 1:
             only = tensors[0]
-            tables.check_count([None] * only.rows, max_rows)
+            check_count([None] * only.rows, max_rows)
             return Table({schema.columns[0].name: _column(only, schema.columns[0])})
         return _by_position(tensors[0], schema, max_rows)
     return _by_name(tensors, schema, max_rows)
