@@ -29,6 +29,12 @@ class UnsupportedEncoding(ServingError):
     status_code = 415
 
 
+class ReloadRefused(ServingError):
+    """The source's new model version did not pass the checks; the old one keeps serving."""
+
+    status_code = 409
+
+
 class InvalidInput(ServingError):
     status_code = 422
 

@@ -7,7 +7,6 @@ are capped (two, ten seconds each) unless set otherwise: start-up has its own de
 """
 
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -62,16 +61,14 @@ def resolve(model_uri: str) -> ModelVersion:
     return ModelVersion(found.name, str(found.version))
 
 
-def download(model_uri: str, download_dir: str | None) -> tuple[Path, str, str]:
-    """The model version's artifacts in a local directory, its URI, and its version number."""
+def download(model_uri: str, folder: Path) -> tuple[Path, str, str]:
+    """The model version's artifacts in a directory under `folder`, its URI, and its version
+    number."""
     version = resolve(model_uri)
     import mlflow
 
-    parent = Path(download_dir or tempfile.mkdtemp(prefix="mda-mlflow-"))
-    target = parent / f"{version.name}-{version.version}"
-    target.mkdir(parents=True, exist_ok=True)
     try:
-        local = mlflow.artifacts.download_artifacts(artifact_uri=version.uri, dst_path=str(target))
+        local = mlflow.artifacts.download_artifacts(artifact_uri=version.uri, dst_path=str(folder))
     except Exception as error:
         raise StartupError(
             f"cannot download {version.uri} from MLflow: {_one_line(error)}"

@@ -43,12 +43,9 @@ class LoadedModel:
     source_token: str = ""  # what the source said its version was when this was fetched
 
     def cache_prefix(self, output: str) -> bytes:
-        """Cache keys of this artifact, schema and output: another version never shares them."""
-        prefix = self.__dict__.get("_prefixes", {}).get(output)
-        if prefix is None:
-            prefix = f"mda:{self.sha256}:{self.schema.fingerprint}:{output}:".encode()
-            self.__dict__.setdefault("_prefixes", {})[output] = prefix
-        return prefix
+        """Cache keys of this artifact, schema and output: another version (or the same
+        artifact served with other column types) never shares cached answers."""
+        return f"mda:{self.sha256}:{self.schema.fingerprint}:{output}:".encode()
 
     @property
     def version(self) -> str:
@@ -163,7 +160,10 @@ def _load(config: ModelConfig, settings: ServerSettings) -> LoadedModel:
     started = time.perf_counter()
     artifact = storage.fetch(config.model, settings.download_dir, settings.load_timeout_seconds)
     trusted = tuple(t.strip() for t in settings.skops_trusted_types.split(",") if t.strip())
-    estimator = load_estimator(artifact.path, config.model_type, trusted)
+    try:
+        estimator = load_estimator(artifact.path, config.model_type, trusted)
+    finally:
+        artifact.discard_download()  # in memory now (or refused): the file is not needed
     model = prepare(estimator, config, artifact.sha256)
     model.source_token = artifact.token
     model.load_seconds = time.perf_counter() - started

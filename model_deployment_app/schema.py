@@ -7,6 +7,7 @@ Three layouts:
   the model as a 1-D array of strings.
 """
 
+import functools
 import hashlib
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -60,11 +61,11 @@ class InputSchema:
     frame_columns: tuple[str, ...] | None = None  # tensor rows handed over as a named DataFrame
     value_limit: float | None = None  # largest magnitude the model computes with (float32)
 
-    @property
+    @functools.cached_property
     def names(self) -> tuple[str, ...]:
         return tuple(c.name for c in self.columns)
 
-    @property
+    @functools.cached_property  # computed once: every cache key carries it
     def fingerprint(self) -> str:
         """Short digest of the schema: part of every cache key, since the same artifact
         served with other column types must not share cached answers."""

@@ -90,16 +90,24 @@ def _serve_one(settings: Settings, config: ModelConfig) -> None:
         raise failures[0]
 
 
-def _listen(settings: Settings) -> socket.socket:
-    family = socket.AF_INET6 if ":" in settings.server.host else socket.AF_INET
+def _bound(host: str, port: int, service: str = "", setting: str = "") -> socket.socket:
+    """A TCP socket bound to host:port (address reuse on, as uvicorn's and gRPC's own binds);
+    one line naming the service and its setting when the port is taken."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
-        sock.bind((settings.server.host, settings.server.port))
+        sock.bind((host, port))
     except OSError as error:
+        sock.close()
         raise StartupError(
-            f"cannot listen on {settings.server.host}:{settings.server.port}: {error.strerror}"
+            f"cannot listen{service} on {host}:{port}{setting}: {error.strerror}"
         ) from None
+    return sock
+
+
+def _listen(settings: Settings) -> socket.socket:
+    sock = _bound(settings.server.host, settings.server.port)
     sock.listen(2048)
     sock.set_inheritable(True)
     return sock
@@ -108,18 +116,8 @@ def _listen(settings: Settings) -> socket.socket:
 def _check_grpc_port(settings: Settings) -> None:
     """Refuse, in one line, a gRPC port another process holds (each worker binds it later)."""
     server = settings.server
-    if not server.grpc_port:
-        return
-    family = socket.AF_INET6 if ":" in server.host else socket.AF_INET
-    with socket.socket(family, socket.SOCK_STREAM) as probe:
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as gRPC's own bind does
-        try:
-            probe.bind((server.host, server.grpc_port))
-        except OSError as error:
-            raise StartupError(
-                f"cannot listen for gRPC on {server.host}:{server.grpc_port} (MDA_GRPC_PORT): "
-                f"{error.strerror}"
-            ) from None
+    if server.grpc_port:
+        _bound(server.host, server.grpc_port, " for gRPC", " (MDA_GRPC_PORT)").close()
 
 
 def _serve_prefork(settings: Settings, config: ModelConfig) -> None:

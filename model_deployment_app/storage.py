@@ -4,8 +4,11 @@ GCS goes through the standard google-cloud-storage client, so credentials, workl
 and `STORAGE_EMULATOR_HOST` behave as users expect.
 """
 
+import functools
 import hashlib
 import logging
+import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -28,6 +31,17 @@ class Artifact:
     sha256: str
     uri: str
     token: str = ""  # the source's version when fetched (see `probe`)
+    downloaded: Path | None = None  # what this process downloaded for it (None for LOCAL)
+
+    def discard_download(self) -> None:
+        """Remove the downloaded copy once the model is in memory: a server that follows new
+        versions would otherwise fill its download directory (the pod's /tmp) with old ones."""
+        if self.downloaded is None:
+            return
+        if self.downloaded.is_dir():
+            shutil.rmtree(self.downloaded, ignore_errors=True)
+        else:
+            self.downloaded.unlink(missing_ok=True)
 
 
 def sha256_of(path: Path) -> str:
@@ -91,50 +105,75 @@ def _gcs_errors(uri: str, deadline: float) -> Iterator[None]:
         ) from None
 
 
+@functools.cache
+def _client(project: str, pid: int) -> Any:
+    """One client per project and process: made once (credential discovery is not free on
+    every poll), never shared across a fork (its connection pool would be)."""
+    from google.cloud import storage
+
+    return storage.Client(project=project)
+
+
 def _gcs_blob(source: GcsSource, deadline: float) -> Any:
     """The object to serve, with its generation: `blobDir` itself, or for a prefix ending
     in `/`, the newest object under it."""
-    from google.cloud import storage
+    from google.api_core import exceptions as gcs_errors
 
     uri = f"gs://{source.bucket_name}/{source.blob_dir}"
     retry, timeout = _retry(uri, deadline), min(60.0, deadline)
     with _gcs_errors(uri, deadline):
-        client = storage.Client(project=source.project_name)
+        client = _client(source.project_name, os.getpid())
         bucket = client.bucket(source.bucket_name)
+        try:
+            if source.blob_dir.endswith("/"):
+                blobs = [
+                    b for b in client.list_blobs(
+                        bucket, prefix=source.blob_dir, timeout=timeout, retry=retry
+                    ) if not b.name.endswith("/")
+                ]  # fmt: skip
+                found = max(blobs, key=lambda b: (b.updated, b.generation)) if blobs else None
+            else:
+                found = bucket.get_blob(source.blob_dir, timeout=timeout, retry=retry)
+        except gcs_errors.NotFound:
+            found = None
+        if found is not None:
+            return found
+        # Only when nothing is found: is it the object, or the whole bucket?
         if not bucket.exists(timeout=timeout, retry=retry):
             raise StartupError(f"bucket gs://{source.bucket_name} does not exist")
         if source.blob_dir.endswith("/"):
-            blobs = [
-                b for b in client.list_blobs(
-                    bucket, prefix=source.blob_dir, timeout=timeout, retry=retry
-                ) if not b.name.endswith("/")
-            ]  # fmt: skip
-            if not blobs:
-                raise StartupError(f"no model object under {uri}")
-            return max(blobs, key=lambda b: (b.updated, b.generation))
-        blob = bucket.get_blob(source.blob_dir, timeout=timeout, retry=retry)
-        if blob is None:
-            raise StartupError(f"model object {uri} does not exist")
-        return blob
+            raise StartupError(f"no model object under {uri}")
+        raise StartupError(f"model object {uri} does not exist")
+
+
+def _blob_token(blob: Any) -> str:
+    return f"{blob.name}#{blob.generation}"
+
+
+def download_folder(download_dir: str | None, prefix: str) -> Path:
+    """A new folder of this download's own: workers that fetch the same version at once
+    never write the same file."""
+    if download_dir:
+        Path(download_dir).mkdir(parents=True, exist_ok=True)
+    return Path(tempfile.mkdtemp(prefix=prefix, dir=download_dir))
 
 
 def _download_from_gcs(
     source: GcsSource, download_dir: str | None, deadline: float
-) -> tuple[Path, str, str]:
+) -> tuple[Path, str, str, Path]:
     blob = _gcs_blob(source, deadline)
     uri = f"gs://{source.bucket_name}/{blob.name}"
-    target_dir = Path(download_dir or tempfile.mkdtemp(prefix="mda-model-"))
-    target_dir.mkdir(parents=True, exist_ok=True)
-    target = target_dir / f"{blob.generation}-{Path(blob.name).name}"
+    folder = download_folder(download_dir, f"mda-{blob.generation}-")
+    target = folder / Path(blob.name).name
     with _gcs_errors(uri, deadline):
         try:  # this very generation: a newer one is the next version, not this one
             blob.download_to_filename(
                 str(target), timeout=min(60.0, deadline), retry=_retry(uri, deadline)
             )
         except BaseException:
-            target.unlink(missing_ok=True)
+            shutil.rmtree(folder, ignore_errors=True)
             raise
-    return target, uri, f"{blob.name}#{blob.generation}"
+    return target, uri, _blob_token(blob), folder
 
 
 def _first_line(error: BaseException | None) -> str:
@@ -160,13 +199,13 @@ def probe(source: Source, deadline: float = 60.0) -> str:
         from model_deployment_app import mlflow_registry
 
         return mlflow_registry.resolve(source.model_uri).version
-    blob = _gcs_blob(source, deadline)
-    return f"{blob.name}#{blob.generation}"
+    return _blob_token(_gcs_blob(source, deadline))
 
 
 def fetch(source: Source, download_dir: str | None = None, deadline: float = 300.0) -> Artifact:
     """Make the artifact a local file (or an MLflow model's directory), verify a pinned sha256,
     and return it with its digest and the version token it was fetched at."""
+    downloaded: Path | None = None
     if isinstance(source, LocalSource):
         path, uri = Path(source.path), source.path
         token = _local_token(path)
@@ -177,12 +216,19 @@ def fetch(source: Source, download_dir: str | None = None, deadline: float = 300
     elif isinstance(source, MlflowSource):
         from model_deployment_app import mlflow_registry
 
-        path, uri, token = mlflow_registry.download(source.model_uri, download_dir)
+        downloaded = download_folder(download_dir, "mda-mlflow-")
+        try:
+            path, uri, token = mlflow_registry.download(source.model_uri, downloaded)
+        except BaseException:
+            shutil.rmtree(downloaded, ignore_errors=True)
+            raise
     else:
-        path, uri, token = _download_from_gcs(source, download_dir, deadline)
-    digest = sha256_of(path)
-    if source.sha256 and source.sha256.lower() != digest:
+        path, uri, token, downloaded = _download_from_gcs(source, download_dir, deadline)
+    artifact = Artifact(path, sha256_of(path), uri, token, downloaded)
+    if source.sha256 and source.sha256.lower() != artifact.sha256:
+        artifact.discard_download()
         raise StartupError(
-            f"sha256 mismatch for {uri}: config pins {source.sha256.lower()}, artifact is {digest}"
+            f"sha256 mismatch for {uri}: config pins {source.sha256.lower()}, "
+            f"artifact is {artifact.sha256}"
         )
-    return Artifact(path=path, sha256=digest, uri=uri, token=token)
+    return artifact

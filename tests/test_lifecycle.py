@@ -197,3 +197,5 @@ def test_a_new_gcs_generation_is_swapped_in(
         httpx.post(f"{server.url}/predict", json=X.tolist()).json()["predictions"],
         second.predict_proba(X), atol=1e-9,
     )  # fmt: skip
+    # Each version's download is removed once loaded: following versions fills no disk.
+    assert list((tmp_path / "downloads").iterdir()) == []

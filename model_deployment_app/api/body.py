@@ -3,7 +3,7 @@
 import asyncio
 import json
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
 import numpy as np
@@ -123,7 +123,7 @@ def _fallback(value: Any) -> Any:
 
 
 def json_response(
-    payload: Any, status_code: int = 200, headers: dict[str, str] | None = None
+    payload: Any, status_code: int = 200, headers: Mapping[str, str] | None = None
 ) -> Response:
     content = orjson.dumps(payload, default=_fallback, option=_NUMPY)
     return Response(content, status_code, headers=headers, media_type="application/json")

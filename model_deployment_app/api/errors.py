@@ -47,9 +47,8 @@ def error_response(error: Exception) -> Response:
     if isinstance(error, ServingError):
         return json_response({"error": error.message}, error.status_code)
     if isinstance(error, HTTPException):
-        response = json_response({"error": str(error.detail)}, error.status_code)
-        response.headers.update(error.headers or {})  # e.g. a 405's Allow
-        return response
+        # Its headers too, e.g. a 405's Allow.
+        return json_response({"error": str(error.detail)}, error.status_code, error.headers)
     log.error("unhandled error", exc_info=error)
     return json_response({"error": "internal server error"}, 500)
 

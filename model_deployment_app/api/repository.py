@@ -7,15 +7,9 @@ from starlette.responses import Response
 from model_deployment_app import v2
 from model_deployment_app.api.body import json_response
 from model_deployment_app.api.errors import documented_errors
-from model_deployment_app.errors import ModelNotFound, ServingError
+from model_deployment_app.errors import ModelNotFound, ReloadRefused
 from model_deployment_app.handler import DataPlane
 from model_deployment_app.lifecycle import ModelWatcher
-
-
-class ReloadRefused(ServingError):
-    """The source's current version did not pass the checks; the old one keeps serving."""
-
-    status_code = 409
 
 
 def repository_router(plane: DataPlane, watcher: ModelWatcher | None) -> APIRouter:

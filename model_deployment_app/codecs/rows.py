@@ -33,14 +33,19 @@ def _first_problem(rows: list[Any], width: int) -> str:
     return "rows must be lists of numbers"
 
 
+def check_row_total(count: int, max_rows: int) -> None:
+    """At least one row, at most `max_rows`."""
+    if not count:
+        raise InvalidInput("empty batch: send at least one row")
+    if count > max_rows:
+        raise PayloadTooLarge(f"{count} rows in one request; the limit is {max_rows}")
+
+
 def check_count(rows: Any, max_rows: int, what: str = "rows") -> None:
     """A non-empty list of at most `max_rows` items (every codec's first check)."""
     if not isinstance(rows, list):
         raise InvalidInput(f"expected a list of {what}, got {type(rows).__name__}")
-    if not rows:
-        raise InvalidInput("empty batch: send at least one row")
-    if len(rows) > max_rows:
-        raise PayloadTooLarge(f"{len(rows)} rows in one request; the limit is {max_rows}")
+    check_row_total(len(rows), max_rows)
 
 
 def to_rows(rows: Any, width: int, max_rows: int, *, bools_possible: bool = True) -> np.ndarray:

@@ -16,8 +16,8 @@ import numpy as np
 from model_deployment_app.codecs import tables
 from model_deployment_app.codecs.columns import from_array, to_column
 from model_deployment_app.codecs.raw import element_count, from_raw
-from model_deployment_app.codecs.rows import check_count, check_range, to_rows
-from model_deployment_app.errors import InvalidInput, PayloadTooLarge
+from model_deployment_app.codecs.rows import check_range, check_row_total, to_rows
+from model_deployment_app.errors import InvalidInput
 from model_deployment_app.inputs import ModelInput, Table
 from model_deployment_app.schema import DTYPES, Column, InputSchema
 
@@ -80,6 +80,16 @@ def _flat(tensor: Tensor) -> list[Any]:
     return data
 
 
+def _split_rows(flat: list[Any], shape: list[int]) -> list[list[Any]]:
+    """Flat row-major values as the rows of a `[rows, width]` shape."""
+    if len(flat) != element_count(shape):
+        raise InvalidInput(
+            f"input shape {shape} needs {element_count(shape)} values, got {len(flat)}"
+        )
+    rows, width = shape
+    return [flat[i * width : (i + 1) * width] for i in range(rows)]
+
+
 def _tensor_rows(tensor: Tensor, schema: InputSchema, max_rows: int) -> np.ndarray:
     """One `[rows, inputSize]` numeric tensor."""
     shape, width = tensor.shape, schema.width
@@ -92,23 +102,16 @@ def _tensor_rows(tensor: Tensor, schema: InputSchema, max_rows: int) -> np.ndarr
         raise InvalidInput(
             f"input {tensor.name!r}: shape {shape}, expected [rows, {width}] (inputSize)"
         )
-    if shape[0] > max_rows:
-        raise PayloadTooLarge(f"{shape[0]} rows in one request; the limit is {max_rows}")
+    check_row_total(shape[0], max_rows)
     if isinstance(tensor.data, np.ndarray):
         rows = tensor.data.reshape(shape).astype(np.float64)
-        if not len(rows):
-            raise InvalidInput("empty batch: send at least one row")
         if not np.isfinite(rows).all():
             row = int(np.argmin(np.isfinite(rows).all(axis=1)))
             raise InvalidInput(f"row {row}: expected finite numbers, got {rows[row].tolist()}")
         return rows
     data = tensor.data
     if data and not isinstance(data[0], list):
-        if len(data) != element_count(shape):
-            raise InvalidInput(
-                f"input shape {shape} needs {element_count(shape)} values, got {len(data)}"
-            )
-        data = [data[i * width : (i + 1) * width] for i in range(shape[0])]
+        data = _split_rows(data, shape)
     rows = to_rows(data, width, max_rows)
     if len(rows) != shape[0]:
         raise InvalidInput(f"input shape {shape} declares {shape[0]} rows, data has {len(rows)}")
@@ -140,18 +143,11 @@ def _by_position(tensor: Tensor, schema: InputSchema, max_rows: int) -> Table:
             f"input {tensor.name!r} is not one of the model's inputs ({', '.join(schema.names)}); "
             f"as one tensor of every column its shape must be [rows, {width}], got {shape}"
         )
-    if shape[0] > max_rows:
-        raise PayloadTooLarge(f"{shape[0]} rows in one request; the limit is {max_rows}")
+    check_row_total(shape[0], max_rows)
     if isinstance(tensor.data, np.ndarray):
         matrix = tensor.data.reshape(shape)
         return Table({c.name: from_array(matrix[:, j], c) for j, c in enumerate(schema)})
-    flat = _flat(tensor)
-    if len(flat) != element_count(shape):
-        raise InvalidInput(
-            f"input shape {shape} needs {element_count(shape)} values, got {len(flat)}"
-        )
-    rows = [flat[i * width : (i + 1) * width] for i in range(shape[0])]
-    return tables.from_rows(rows, schema, max_rows)
+    return tables.from_rows(_split_rows(_flat(tensor), shape), schema, max_rows)
 
 
 def _by_name(tensors: list[Tensor], schema: InputSchema, max_rows: int) -> Table:
@@ -170,7 +166,7 @@ def _by_name(tensors: list[Tensor], schema: InputSchema, max_rows: int) -> Table
     if len(set(counts.values())) > 1:
         shown = ", ".join(f"{n!r} has {c}" for n, c in counts.items())
         raise InvalidInput(f"ragged inputs: every column needs the same number of rows ({shown})")
-    check_count([None] * tensors[0].rows, max_rows)
+    check_row_total(tensors[0].rows, max_rows)
     return Table({c.name: _column(by_name[c.name], c) for c in schema})
 
 
@@ -185,7 +181,7 @@ def decode_inputs(tensors: list[Tensor], schema: InputSchema, max_rows: int) -> 
     if len(tensors) == 1 and tensors[0].name not in schema.names:
         if len(schema.columns) == 1:
             only = tensors[0]
-            check_count([None] * only.rows, max_rows)
+            check_row_total(only.rows, max_rows)
             return Table({schema.columns[0].name: _column(only, schema.columns[0])})
         return _by_position(tensors[0], schema, max_rows)
     return _by_name(tensors, schema, max_rows)
