@@ -151,6 +151,21 @@ def test_malformed_binary_bodies_are_400_and_say_what_is_wrong(
     assert iris_client.post("/predict", json=[[5.1, 3.5, 1.4, 0.2]]).status_code == 200
 
 
+@pytest.mark.parametrize("datatype", ["FP64", "BYTES"])
+def test_an_empty_binary_tensor_is_an_empty_batch(
+    iris_client: TestClient, text_pipeline: Pipeline, datatype: str
+) -> None:
+    if datatype == "FP64":
+        body, headers = binary_request([("x", "FP64", [0, 4], b"")])
+        reply = iris_client.post("/v2/models/iris/infer", content=body, headers=headers)
+    else:
+        model = loaded(text_pipeline, "classification", name="reviews", inputs=TEXT_INPUTS)
+        with TestClient(create_app(Settings(), model=model)) as client:
+            body, headers = binary_request([("review", "BYTES", [0], b"")])
+            reply = client.post("/v2/models/reviews/infer", content=body, headers=headers)
+    assert reply.status_code == 422 and "empty batch" in reply.json()["error"]
+
+
 @pytest.mark.parametrize("value", ["x", "-1", "999999"])
 def test_a_bad_header_length_is_400(iris_client: TestClient, value: str) -> None:
     reply = iris_client.post("/v2/models/iris/infer", content=b"{}", headers={HEADER: value})
