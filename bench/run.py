@@ -26,6 +26,7 @@ import models
 import report
 import servers
 import soak
+import text_bench
 from report import (
     BATCH,
     BINARY_BATCH,
@@ -226,6 +227,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--warmup", type=float, help="seconds of warm-up per scenario (1)")
     parser.add_argument("--json", type=Path, help="also write the results as JSON here")
     parser.add_argument(
+        "--only", choices=["tabular", "text"], help="run only the tabular or the text scenarios"
+    )
+    parser.add_argument(
         "--soak", type=float, metavar="SECONDS", help="run the soak test this long instead"
     )
     return parser.parse_args(argv)
@@ -242,15 +246,22 @@ def main(argv: list[str] | None = None) -> int:
         duration = args.duration or (1.0 if args.quick else 5.0)
         warmup = args.warmup if args.warmup is not None else (0.3 if args.quick else 1.0)
         bench = Bench(duration, warmup)
-        run_scenarios(bench, Path(tmp))
+        if args.only != "text":
+            run_scenarios(bench, Path(tmp))
+        text = None
+        if args.only != "tabular":
+            text = text_bench.run(Path(tmp), duration, warmup, bench.failures)
     print(f"\n{duration:g} s per scenario after {warmup:g} s of warm-up; closed loop, keep-alive")
-    report.print_tables(bench.measurements)
-    report.print_memory(bench.memory)
-    report.print_client_cost(bench.measurements)
-    targets = report.targets(bench.measurements, bench.memory)
-    report.print_targets(targets)
-    if args.json:
-        report.write_json(args.json, info, bench.measurements, bench.memory, targets)
+    if args.only != "text":
+        report.print_tables(bench.measurements)
+        report.print_memory(bench.memory)
+        report.print_client_cost(bench.measurements)
+        targets = report.targets(bench.measurements, bench.memory)
+        report.print_targets(targets)
+        if args.json:
+            report.write_json(args.json, info, bench.measurements, bench.memory, targets)
+    if text is not None:
+        text_bench.print_figures(text)
     for failure in bench.failures:
         print(f"not measured: {failure}", file=sys.stderr)
     return 1 if bench.failures else 0

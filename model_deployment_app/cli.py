@@ -15,6 +15,18 @@ def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _digest(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from model_deployment_app.storage import sha256_of
+
+    path = Path(args.path)
+    if not path.exists():
+        raise UserError(f"{path} does not exist")
+    print(sha256_of(path))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="mda", description="Serve scikit-learn and PyTorch models; one Helm chart per model."
@@ -28,6 +40,14 @@ def build_parser() -> argparse.ArgumentParser:
         "see the README for every MDA_* setting.",
     )
     serve.set_defaults(handler=_serve)
+    digest = commands.add_parser(
+        "digest",
+        help="print the sha256 that model.sha256 pins, of a file or a model folder",
+        description="Print the sha256 of a model file, or of a model folder (a transformers "
+        "save_pretrained folder): the value to put in model.sha256.",
+    )
+    digest.add_argument("path", help="the artifact file or folder")
+    digest.set_defaults(handler=_digest)
 
     from model_deployment_app.deploy.commands import add_commands
 

@@ -72,14 +72,27 @@ class ModelConfig(_Strict):
     """What to serve and how: the whole of `config.yaml`."""
 
     name: str = Field(default="model", pattern=r"^[a-z0-9]([a-z0-9._-]{0,61}[a-z0-9])?$")
-    model_type: Literal["pkl", "joblib", "skops"] = Field(alias="modelType")
+    model_type: Literal["pkl", "joblib", "skops", "transformers"] = Field(alias="modelType")
     job: Literal["classification", "regression"]
     model: ModelSource
     input_size: int | None = Field(default=None, alias="inputSize", gt=0, le=1_000_000)
     inputs: tuple[InputSpec, ...] | None = Field(default=None, min_length=1, max_length=10_000)
 
+    @property
+    def is_folder(self) -> bool:
+        """The artifact is a folder (a transformers `save_pretrained` folder), not a file."""
+        return self.model_type == "transformers"
+
     @model_validator(mode="after")
     def _one_input_form(self) -> "ModelConfig":
+        if self.model_type == "transformers":
+            if self.input_size is not None:
+                raise ValueError("inputSize does not apply to transformers models (they take text)")
+            if self.inputs is not None and (
+                len(self.inputs) != 1 or self.inputs[0].datatype != "BYTES"
+            ):
+                raise ValueError("inputs: a transformers model takes one BYTES input (the text)")
+            return self
         if (self.input_size is None) == (self.inputs is None):
             raise ValueError(
                 "set exactly one of inputSize (rows of numbers) and inputs (named columns)"

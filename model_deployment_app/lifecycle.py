@@ -16,7 +16,7 @@ from model_deployment_app.config import ModelConfig
 from model_deployment_app.errors import StartupError
 from model_deployment_app.handler import DataPlane
 from model_deployment_app.predictor import load_model
-from model_deployment_app.settings import ServerSettings
+from model_deployment_app.settings import ServerSettings, TextModelSettings
 
 log = logging.getLogger(__name__)
 
@@ -31,10 +31,17 @@ class ReloadResult:
 
 
 class ModelWatcher:
-    def __init__(self, plane: DataPlane, config: ModelConfig, settings: ServerSettings) -> None:
+    def __init__(
+        self,
+        plane: DataPlane,
+        config: ModelConfig,
+        settings: ServerSettings,
+        text: TextModelSettings | None = None,
+    ) -> None:
         self.plane = plane
         self.config = config
         self.settings = settings
+        self.text = text
         self.refused_token: str | None = None
         self._lock = asyncio.Lock()
 
@@ -62,7 +69,10 @@ class ModelWatcher:
             metrics = self.plane.metrics
             try:
                 token = await asyncio.to_thread(
-                    storage.probe, self.config.model, self.settings.load_timeout_seconds
+                    storage.probe,
+                    self.config.model,
+                    self.settings.load_timeout_seconds,
+                    folder=self.config.is_folder,
                 )
             except StartupError as error:
                 log.warning("cannot check %s for a new version: %s", self.config.name, error)
@@ -70,7 +80,9 @@ class ModelWatcher:
             if not force and token in (current.source_token, self.refused_token):
                 return ReloadResult("unchanged", current.version)
             try:
-                candidate = await asyncio.to_thread(load_model, self.config, self.settings)
+                candidate = await asyncio.to_thread(
+                    load_model, self.config, self.settings, self.text
+                )
             except StartupError as error:
                 self.refused_token = token
                 metrics.model_reload_failures.inc()

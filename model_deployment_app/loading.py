@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from model_deployment_app.errors import StartupError
+from model_deployment_app.settings import TextModelSettings
 
 # Data-only internals of scikit-learn estimators that skops does not trust by default.
 # (skops already trusts scikit-learn's estimators, numpy and builtin containers.)
@@ -56,9 +57,22 @@ def _load_joblib(path: Path) -> Any:
     return joblib.load(path)
 
 
-def load_estimator(path: Path, model_type: str, skops_trusted: tuple[str, ...] = ()) -> Any:
-    """Load the estimator saved at `path` as `model_type` (pkl, joblib or skops); a directory
-    is an MLflow model (see `mlflow_registry.load_model_directory`)."""
+def load_estimator(
+    path: Path,
+    model_type: str,
+    skops_trusted: tuple[str, ...] = (),
+    *,
+    job: str = "classification",
+    text: TextModelSettings | None = None,
+    workers: int = 1,
+) -> Any:
+    """Load the estimator saved at `path` as `model_type` (pkl, joblib or skops; for
+    transformers, a folder: see `loading_transformers`); any other directory is an MLflow
+    model (see `mlflow_registry.load_model_directory`)."""
+    if model_type == "transformers":
+        from model_deployment_app.loading_transformers import load_text_classifier
+
+        return load_text_classifier(path, job, text or TextModelSettings(), workers)
     if path.is_dir():
         from model_deployment_app.mlflow_registry import load_model_directory
 

@@ -18,7 +18,7 @@ from model_deployment_app.errors import InvalidInput, StartupError
 from model_deployment_app.inputs import ModelInput
 from model_deployment_app.loading import load_estimator
 from model_deployment_app.schema import InputSchema, schema_for
-from model_deployment_app.settings import ServerSettings
+from model_deployment_app.settings import ServerSettings, TextModelSettings
 
 log = logging.getLogger(__name__)
 
@@ -71,8 +71,11 @@ class LoadedModel:
         return np.ascontiguousarray(self.estimator.predict(features))
 
 
+_PLATFORMS = {"PyTorchEstimator": "pytorch", "TextClassifier": "transformers"}
+
+
 def _platform_of(estimator: Any) -> str:
-    return "pytorch" if type(estimator).__name__ == "PyTorchEstimator" else "sklearn"
+    return _PLATFORMS.get(type(estimator).__name__, "sklearn")
 
 
 def prepare(estimator: Any, config: ModelConfig, sha256: str) -> LoadedModel:
@@ -128,14 +131,16 @@ def _warm_up(model: LoadedModel) -> np.ndarray | None:
         return None
 
 
-def load_model(config: ModelConfig, settings: ServerSettings) -> LoadedModel:
+def load_model(
+    config: ModelConfig, settings: ServerSettings, text: TextModelSettings | None = None
+) -> LoadedModel:
     """Fetch, load and check the configured model within `MDA_LOAD_TIMEOUT_SECONDS`;
     StartupError names what is wrong, whatever went wrong."""
     outcome: list[LoadedModel | BaseException] = []
 
     def work() -> None:
         try:
-            outcome.append(_load(config, settings))
+            outcome.append(_load(config, settings, text or TextModelSettings()))
         except BaseException as error:  # handed to the waiting thread below
             outcome.append(error)
 
@@ -156,12 +161,17 @@ def load_model(config: ModelConfig, settings: ServerSettings) -> LoadedModel:
     return result
 
 
-def _load(config: ModelConfig, settings: ServerSettings) -> LoadedModel:
+def _load(config: ModelConfig, settings: ServerSettings, text: TextModelSettings) -> LoadedModel:
     started = time.perf_counter()
-    artifact = storage.fetch(config.model, settings.download_dir, settings.load_timeout_seconds)
+    artifact = storage.fetch(
+        config.model, settings.download_dir, settings.load_timeout_seconds, folder=config.is_folder
+    )
     trusted = tuple(t.strip() for t in settings.skops_trusted_types.split(",") if t.strip())
     try:
-        estimator = load_estimator(artifact.path, config.model_type, trusted)
+        estimator = load_estimator(
+            artifact.path, config.model_type, trusted,
+            job=config.job, text=text, workers=settings.workers,
+        )  # fmt: skip
     finally:
         artifact.discard_download()  # in memory now (or refused): the file is not needed
     model = prepare(estimator, config, artifact.sha256)

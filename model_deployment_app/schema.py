@@ -127,6 +127,9 @@ def schema_for(config: ModelConfig, estimator: Any) -> InputSchema:
     """The schema the config declares, checked against (and ordered like) the model's own
     `feature_names_in_` where it has them; StartupError names any mismatch."""
     what = type(estimator).__name__
+    if config.model_type == "transformers":  # one text per row, named `text` unless declared
+        spec = config.inputs[0] if config.inputs else None
+        return InputSchema("text", 1, (Column(spec.name if spec else "text", "BYTES"),))
     names = _feature_names(estimator)
     if config.inputs is None:
         assert config.input_size is not None

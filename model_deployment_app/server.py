@@ -76,7 +76,7 @@ def _serve_one(settings: Settings, config: ModelConfig) -> None:
         server.should_exit = True
 
     def load_and_freeze() -> LoadedModel:
-        model = load_model(config, settings.server)
+        model = load_model(config, settings.server, settings.text)
         _freeze_heap()
         return model
 
@@ -130,7 +130,7 @@ def _serve_prefork(settings: Settings, config: ModelConfig) -> None:
     from model_deployment_app.api import create_app
     from model_deployment_app.predictor import load_model
 
-    model = load_model(config, settings.server)
+    model = load_model(config, settings.server, settings.text)
     # Everything the workers need is built here, once: the app and uvicorn's loaded config
     # (which imports the event loop and HTTP protocol modules) are shared copy-on-write.
     app = create_app(settings, model=model, grpc=True, source=config)

@@ -3,6 +3,8 @@
 The README's settings table lists these with their defaults; keep the two in step.
 """
 
+from typing import Literal
+
 from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -75,6 +77,21 @@ class BatchingSettings(_Env):
     """How long a batch may wait for more rows; 0 merges only what is already queued."""
 
 
+class TextModelSettings(_Env):
+    """How a transformers text model runs (`modelType: transformers`)."""
+
+    text_max_length: int | None = Field(default=None, ge=2)
+    """Tokens kept per text (longer texts are truncated); default the model's own maximum."""
+    text_token_budget: int = Field(default=8192, ge=16)
+    """Most tokens (padded) in one forward pass: a merged batch is cut into chunks of this."""
+    torch_device: Literal["auto", "cpu", "cuda"] = "auto"
+    """Where the model runs: auto takes CUDA when present."""
+    torch_dtype: Literal["float32", "float16", "bfloat16"] = "float32"
+    """Weights' precision; float16 and bfloat16 only on CUDA."""
+    torch_threads: int | None = Field(default=None, ge=1, le=256)
+    """Torch threads per worker; default the container's CPU limit divided among workers."""
+
+
 class Settings:
     """All settings, read from the environment once at start-up."""
 
@@ -83,7 +100,9 @@ class Settings:
         server: ServerSettings | None = None,
         cache: CacheSettings | None = None,
         batching: BatchingSettings | None = None,
+        text: TextModelSettings | None = None,
     ) -> None:
         self.server = server or ServerSettings()
         self.cache = cache or CacheSettings()
         self.batching = batching or BatchingSettings()
+        self.text = text or TextModelSettings()

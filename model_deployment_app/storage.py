@@ -44,13 +44,20 @@ class Artifact:
             self.downloaded.unlink(missing_ok=True)
 
 
+def _files_of(folder: Path) -> list[tuple[str, Path]]:
+    """Every file under `folder` with its relative POSIX name, sorted by that name."""
+    return sorted((p.relative_to(folder).as_posix(), p) for p in folder.rglob("*") if p.is_file())
+
+
 def sha256_of(path: Path) -> str:
-    """The digest of a file, or of a directory's files and their relative names."""
+    """The digest of a file's bytes, or of a folder (what `mda digest` prints): over its
+    files sorted by relative POSIX name, each as `name NUL size NUL bytes`, so a renamed,
+    moved, added or changed file changes it, and the same folder digests alike anywhere."""
     digest = hashlib.sha256()
-    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
-    for file in files:
+    files = _files_of(path) if path.is_dir() else [("", path)]
+    for name, file in files:
         if path.is_dir():
-            digest.update(str(file.relative_to(path)).encode() + b"\0")
+            digest.update(f"{name}\0{file.stat().st_size}\0".encode())
         with file.open("rb") as stream:
             for chunk in iter(lambda: stream.read(1 << 20), b""):
                 digest.update(chunk)
@@ -150,6 +157,63 @@ def _blob_token(blob: Any) -> str:
     return f"{blob.name}#{blob.generation}"
 
 
+def _folder_prefix(source: GcsSource) -> str:
+    return source.blob_dir.rstrip("/") + "/"
+
+
+def _gcs_folder_blobs(source: GcsSource, deadline: float) -> list[Any]:
+    """Every object under the folder `blobDir` (with or without its trailing `/`)."""
+    prefix = _folder_prefix(source)
+    uri = f"gs://{source.bucket_name}/{prefix}"
+    retry, timeout = _retry(uri, deadline), min(60.0, deadline)
+    with _gcs_errors(uri, deadline):
+        client = _client(source.project_name, os.getpid())
+        bucket = client.bucket(source.bucket_name)
+        blobs = [
+            b for b in client.list_blobs(bucket, prefix=prefix, timeout=timeout, retry=retry)
+            if not b.name.endswith("/")
+        ]  # fmt: skip
+        if not blobs:
+            if not bucket.exists(timeout=timeout, retry=retry):
+                raise StartupError(f"bucket gs://{source.bucket_name} does not exist")
+            raise StartupError(f"no objects under {uri} (the model folder)")
+    return sorted(blobs, key=lambda b: b.name)
+
+
+def _folder_token(entries: list[str]) -> str:
+    return hashlib.sha256("\n".join(entries).encode()).hexdigest()[:16]
+
+
+def _download_folder_from_gcs(
+    source: GcsSource, download_dir: str | None, deadline: float
+) -> tuple[Path, str, str, Path]:
+    """Every object under the folder, downloaded in parallel into a folder of its own."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    blobs = _gcs_folder_blobs(source, deadline)
+    prefix = _folder_prefix(source)
+    uri = f"gs://{source.bucket_name}/{prefix}"
+    token = _folder_token([_blob_token(b) for b in blobs])
+    folder = download_folder(download_dir, f"mda-{token}-")
+    target = folder / Path(prefix.rstrip("/")).name
+
+    def download(blob: Any) -> None:
+        local = target / blob.name[len(prefix) :]
+        local.parent.mkdir(parents=True, exist_ok=True)
+        blob.download_to_filename(
+            str(local), timeout=min(60.0, deadline), retry=_retry(uri, deadline)
+        )
+
+    with _gcs_errors(uri, deadline):
+        try:
+            with ThreadPoolExecutor(max_workers=8, thread_name_prefix="mda-gcs") as pool:
+                list(pool.map(download, blobs))
+        except BaseException:
+            shutil.rmtree(folder, ignore_errors=True)
+            raise
+    return target, uri, token, folder
+
+
 def download_folder(download_dir: str | None, prefix: str) -> Path:
     """A new folder of this download's own: workers that fetch the same version at once
     never write the same file."""
@@ -184,34 +248,49 @@ def _first_line(error: BaseException | None) -> str:
 def _local_token(path: Path) -> str:
     try:
         stat = path.stat()
+        if path.is_dir():  # a folder: each file's name, mtime and size
+            return _folder_token(
+                [f"{name}:{f.stat().st_mtime_ns}:{f.stat().st_size}" for name, f in _files_of(path)]
+            )
     except OSError:
         return "missing"
     return f"{stat.st_mtime_ns}:{stat.st_size}"
 
 
-def probe(source: Source, deadline: float = 60.0) -> str:
+def probe(source: Source, deadline: float = 60.0, folder: bool = False) -> str:
     """The source's current version, cheaply (no download): a LOCAL file's mtime and size, a
-    GCS object's name and generation, the model version an MLflow alias points at. A change
-    means a new version to load."""
+    GCS object's name and generation, the model version an MLflow alias points at (`folder`:
+    the same over every file of the folder). A change means a new version to load."""
     if isinstance(source, LocalSource):
         return _local_token(Path(source.path))
     if isinstance(source, MlflowSource):
         from model_deployment_app import mlflow_registry
 
         return mlflow_registry.resolve(source.model_uri).version
+    if folder:
+        return _folder_token([_blob_token(b) for b in _gcs_folder_blobs(source, deadline)])
     return _blob_token(_gcs_blob(source, deadline))
 
 
-def fetch(source: Source, download_dir: str | None = None, deadline: float = 300.0) -> Artifact:
-    """Make the artifact a local file (or an MLflow model's directory), verify a pinned sha256,
-    and return it with its digest and the version token it was fetched at."""
+def fetch(
+    source: Source, download_dir: str | None = None, deadline: float = 300.0, folder: bool = False
+) -> Artifact:
+    """Make the artifact a local file (or a folder: an MLflow model's, or with `folder` the
+    transformers folder itself), verify a pinned sha256, and return it with its digest and
+    the version token it was fetched at."""
     downloaded: Path | None = None
     if isinstance(source, LocalSource):
         path, uri = Path(source.path), source.path
         token = _local_token(path)
-        if path.is_dir():
+        if folder:
+            if not path.is_dir():
+                raise StartupError(
+                    f"model path {path} is not a folder (a transformers model is the folder "
+                    "save_pretrained wrote)"
+                )
+        elif path.is_dir():
             raise StartupError(f"model path {path} is a directory, not a model file")
-        if not path.is_file():
+        elif not path.is_file():
             raise StartupError(f"model file {path} does not exist")
     elif isinstance(source, MlflowSource):
         from model_deployment_app import mlflow_registry
@@ -222,6 +301,8 @@ def fetch(source: Source, download_dir: str | None = None, deadline: float = 300
         except BaseException:
             shutil.rmtree(downloaded, ignore_errors=True)
             raise
+    elif folder:
+        path, uri, token, downloaded = _download_folder_from_gcs(source, download_dir, deadline)
     else:
         path, uri, token, downloaded = _download_from_gcs(source, download_dir, deadline)
     artifact = Artifact(path, sha256_of(path), uri, token, downloaded)

@@ -59,7 +59,9 @@ def create_app(
     metrics = Metrics()
     plane = DataPlane(settings, metrics, build_cache(settings.cache, settings.server.workers))
     recorder = RequestRecorder(metrics)
-    watcher = ModelWatcher(plane, source, settings.server) if source is not None else None
+    watcher = (
+        ModelWatcher(plane, source, settings.server, settings.text) if source is not None else None
+    )
     if model is not None:
         plane.set_model(model)
 

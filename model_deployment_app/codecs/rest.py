@@ -5,6 +5,7 @@
 | `{"instances": [[1, 2], ...]}` or `[[1, 2], ...]` | any: values in order     |
 | `{"instances": [{"age": 31, ...}, ...]}`          | named inputs (records)   |
 | `{"instances": ["great film", ...]}`              | one input (text)         |
+| `{"text": ["great film", ...]}`                   | one text input           |
 | `{"dataframe_split": {"columns", "data"}}`        | any (MLflow)             |
 | `{"dataframe_records": [{...}, ...]}`             | named inputs (MLflow)    |
 """
@@ -46,6 +47,8 @@ def decode_predict(
     if isinstance(payload, dict):
         if "instances" in payload:
             instances = payload["instances"]
+        elif "text" in payload and schema.layout == "text":  # the DistilBERT API's body
+            return tables.from_values(payload["text"], schema, max_rows)
         elif "dataframe_split" in payload:
             if schema.layout == "tensor":
                 return _split_rows(payload["dataframe_split"], schema, max_rows)
