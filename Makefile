@@ -11,7 +11,8 @@ PEERS_STAMP := $(PEERS)/.installed
 PORT ?= 8080
 VERSION = $(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml | head -n 1)
 
-.PHONY: help install peers proto system-deps image-test chart-lint FORCE run test lint bench new-model k8s-render k8s-deploy \
+PHONY_DOCS := docs docs-serve
+.PHONY: $(PHONY_DOCS) help install peers proto system-deps image-test chart-lint FORCE run test lint bench new-model k8s-render k8s-deploy \
 	k8s-undeploy docker-base docker-ci-test bump-version clean
 
 help: ## List the targets
@@ -91,6 +92,12 @@ lint: $(STAMP) ## ruff and mypy
 proto: $(STAMP) ## Regenerate the V2 gRPC modules from model_deployment_app/grpc_v2/grpc_predict_v2.proto
 	$(BIN)/python -m grpc_tools.protoc -I. --python_out=. --grpc_python_out=. --pyi_out=. \
 		model_deployment_app/grpc_v2/grpc_predict_v2.proto
+
+docs: $(STAMP) ## Build the docs site into site/ (strict: a broken link fails)
+	$(BIN)/mkdocs build --strict --quiet
+
+docs-serve: $(STAMP) ## Serve the docs site on http://127.0.0.1:8000, rebuilt on every change
+	$(BIN)/mkdocs serve --dev-addr 127.0.0.1:8000
 
 clean: ## Remove the virtual environment and caches
 	rm -rf $(VENV) $(PEERS) .pytest_cache .mypy_cache .ruff_cache demo

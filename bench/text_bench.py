@@ -18,15 +18,14 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import orjson
-
 import interrupt
 import loadgen
+import numpy as np
+import orjson
 import servers
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from tests.text_models import BASE, SENTENCES, build_text_classifier  # noqa: E402
+from tests.text_models import BASE, SENTENCES, build_text_classifier
 
 CLIENTS = 10
 DISTINCT = 1000

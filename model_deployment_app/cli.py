@@ -37,7 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
         "serve",
         help="start the model server",
         description="Start the model server. Config from MDA_CONFIG_PATH, port from PORT; "
-        "see the README for every MDA_* setting.",
+        "docs/reference/settings.md lists every MDA_* setting.",
     )
     serve.set_defaults(handler=_serve)
     digest = commands.add_parser(

@@ -142,4 +142,15 @@ def load_config(path: str | Path) -> ModelConfig:
         data = yaml.safe_load(text)
     except yaml.YAMLError as error:
         raise StartupError(f"config {path} is not valid YAML: {error}".replace("\n", " ")) from None
-    return parse_config(data, source=f"config {path}")
+    return parse_config(_relative_to(data, path.parent), source=f"config {path}")
+
+
+def _relative_to(data: Any, folder: Path) -> Any:
+    """A relative LOCAL `path` is read from the config file's folder, wherever the server
+    was started (the folder is then named in any error about it)."""
+    model = data.get("model") if isinstance(data, dict) else None
+    if isinstance(model, dict) and model.get("method") == "LOCAL":
+        local = model.get("path")
+        if isinstance(local, str) and local and not Path(local).is_absolute():
+            return {**data, "model": {**model, "path": str(folder.absolute() / local)}}
+    return data

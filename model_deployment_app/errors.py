@@ -53,3 +53,18 @@ class StartupError(Exception):
 
 class UserError(Exception):
     """A command-line mistake (bad name, missing chart, no cluster): one line, exit 1."""
+
+
+def as_sent(value: object) -> str:
+    """A value in an error message as the client sent it, in JSON: `null`, `true`, `"31"`,
+    `99999999999999999999` (never Python's `None`, `True`, `'31'` or `1e+20`)."""
+    import json
+
+    if hasattr(value, "item"):  # a numpy scalar
+        value = value.item()
+    if isinstance(value, float) and value.is_integer() and abs(value) < 1e16:
+        return json.dumps(value)
+    try:
+        return json.dumps(value, ensure_ascii=False)
+    except (TypeError, ValueError):
+        return json.dumps(str(value), ensure_ascii=False)

@@ -57,7 +57,6 @@ def _uvicorn_config(app: Any, settings: Settings) -> Any:
         port=server.port,
         log_level=server.log_level,
         access_log=server.access_log,
-        root_path=server.root_path,
         server_header=False,
         timeout_graceful_shutdown=int(server.graceful_shutdown_seconds),
     )

@@ -1,6 +1,6 @@
 """Server settings from the environment (`MDA_*`, and `PORT`), one class per concern.
 
-The README's settings table lists these with their defaults; keep the two in step.
+docs/reference/settings.md lists these with their defaults; keep the two in step.
 """
 
 from typing import Literal
@@ -24,8 +24,9 @@ class ServerSettings(_Env):
     """Address to bind; 0.0.0.0 in a pod, 127.0.0.1 for local runs."""
     config_path: str = "/etc/config/config.yaml"
     """The model configuration (the mounted ConfigMap)."""
-    root_path: str = ""
-    """The path prefix a proxy strips (e.g. /iris-classifier), so /docs finds its schema."""
+    root_path: str = Field(default="", pattern=r"^(/[A-Za-z0-9._~-]+)*/?$")
+    """A prefix every route also answers under (e.g. /iris-classifier, the model's ingress
+    path), so no router needs to rewrite paths; routes answer without it too."""
     workers: int = Field(default=1, ge=1, le=64)
     """Worker processes; the model is loaded once, before they fork."""
     load_timeout_seconds: float = Field(default=240.0, gt=0)

@@ -654,15 +654,15 @@ users:
 """
 
 
-def _readme_yaml_documents() -> list[dict[str, Any]]:
-    text = (ROOT / "README.md").read_text()
+def _gitops_yaml_documents() -> list[dict[str, Any]]:
+    text = (ROOT / "docs" / "deploy" / "gitops.md").read_text()
     blocks = re.findall(r"```yaml\n(.*?)```", text, re.DOTALL)
     return [doc for block in blocks for doc in yaml.safe_load_all(block) if isinstance(doc, dict)]
 
 
-def test_the_readmes_argo_cd_and_flux_examples_install_the_chart(tmp_path: Path) -> None:
+def test_the_docs_argo_cd_and_flux_examples_install_the_chart(tmp_path: Path) -> None:
     """Render what each GitOps example would: the chart at its path, with its values."""
-    documents = _readme_yaml_documents()
+    documents = _gitops_yaml_documents()
     [argo] = [d for d in documents if d.get("kind") == "Application"]
     [flux] = [d for d in documents if d.get("kind") == "HelmRelease"]
     [git] = [d for d in documents if d.get("kind") == "GitRepository"]
@@ -684,19 +684,12 @@ def test_the_readmes_argo_cd_and_flux_examples_install_the_chart(tmp_path: Path)
             kubernetes_validate.validate(obj, KUBE_VERSION, strict=True)
 
 
-def test_every_readme_section_a_chart_points_at_exists(fresh_repo: Repo) -> None:
-    headings = {
-        line.lstrip("#").strip()
-        for line in (ROOT / "README.md").read_text().splitlines()
-        if line.startswith("#")
-    }
+def test_every_docs_page_a_chart_points_at_exists(fresh_repo: Repo) -> None:
     files = [
         *REPO.starter_dir.rglob("values*"),
         *fresh_repo.charts_dir.rglob("values*"),
         *REPO.charts_dir.rglob("values*"),
     ]
-    pointers = {
-        match for f in files for match in re.findall(r'README: "?([A-Z][^")]+)"?\)', f.read_text())
-    }  # fmt: skip
-    assert pointers, "no README pointers found"
-    assert pointers <= headings, pointers - headings
+    pointers = {m for f in files for m in re.findall(r"docs: ([\w/.-]+\.md)", f.read_text())}
+    assert pointers, "no docs pointers found"
+    assert all((ROOT / "docs" / page).is_file() for page in pointers), pointers

@@ -20,7 +20,7 @@ from model_deployment_app.schema import Column
         ("UINT8", [3, -1], "row 1, column 'c': expected a value within UINT8"),
         ("FP32", [1.0, 1e39], "row 1, column 'c': expected a number within ±3.403e+38 (FP32)"),
         ("FP64", [1.0, float("nan")], "row 1, column 'c': expected a finite number (FP64)"),
-        ("FP64", [1.0, "2"], "row 1, column 'c': expected a number (FP64), got '2'"),
+        ("FP64", [1.0, "2"], "row 1, column 'c': expected a number (FP64), got \"2\""),
         ("BOOL", [True, 0], "row 1, column 'c': expected true or false (BOOL), got 0"),
         ("BYTES", ["a", b"b"], "row 1, column 'c': expected a string (BYTES)"),
     ],

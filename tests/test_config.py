@@ -123,3 +123,17 @@ def test_bad_inputs_are_refused_naming_the_key(inputs: list, message: str) -> No
 def test_input_size_and_inputs_together_are_refused() -> None:
     with pytest.raises(StartupError, match="set exactly one of inputSize"):
         parse_config({**GCS_CONFIG, "inputs": [{"name": "a", "datatype": "FP64"}]})
+
+
+def test_a_relative_path_is_read_from_the_config_files_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    folder = tmp_path / "models"
+    folder.mkdir()
+    config = folder / "config.yaml"
+    config.write_text(
+        "modelType: joblib\njob: regression\ninputSize: 2\n"
+        "model: {method: LOCAL, path: sub/m.joblib}\n"
+    )
+    monkeypatch.chdir(tmp_path)
+    assert load_config(config).model.path == str(folder / "sub" / "m.joblib")  # type: ignore[union-attr]

@@ -67,7 +67,7 @@ def test_a_gzip_body_is_honoured_and_other_encodings_are_415(
 @pytest.mark.parametrize(
     ("body", "message"),
     [
-        (b"[[5.1, true, 1.4, 0.2]]", "row 0, feature 1: expected a number, got True"),
+        (b"[[5.1, true, 1.4, 0.2]]", "row 0, feature 1: expected a number, got true"),
         (b"[[5.1, 3.5, 1.4, " + b"9" * 5000 + b"]]", "too large"),
         (b"[[5.1, 3.5, 1.4, 1e400]]", "expected a finite number"),
     ],

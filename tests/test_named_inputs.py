@@ -181,12 +181,13 @@ def test_numeric_models_take_integer_and_bool_tensors(
 GOOD = {"age": 31, "income": 42_000.0, "city": "Paris", "member": True}
 
 BAD_BODIES = [
-    ({"instances": [GOOD, {**GOOD, "age": "31"}]}, "row 1, column 'age': expected an integer (INT64), got '31'"),
+    ({"instances": [GOOD, {**GOOD, "age": "31"}]}, "row 1, column 'age': expected an integer (INT64), got \"31\""),
     ({"instances": [{**GOOD, "city": 5}]}, "row 0, column 'city': expected a string (BYTES), got 5"),
-    ({"instances": [{**GOOD, "income": True}]}, "row 0, column 'income': expected a number (FP64), got True"),
+    ({"instances": [{**GOOD, "income": True}]}, "row 0, column 'income': expected a number (FP64), got true"),
     ({"instances": [{**GOOD, "member": 1}]}, "row 0, column 'member': expected true or false (BOOL), got 1"),
-    ({"instances": [{**GOOD, "age": 2**70}]}, "row 0, column 'age': expected an integer (INT64)"),
-    ({"instances": [{**GOOD, "income": None}]}, "row 0, column 'income': expected a number (FP64), got None"),
+    ({"instances": [{**GOOD, "age": 2**70}]}, "row 0, column 'age': expected an integer in [-9223372036854775808, 9223372036854775807] (INT64), got 1180591620717411303424"),
+    ({"instances": [{**GOOD, "age": 99999999999999999999}]}, "got 99999999999999999999"),
+    ({"instances": [{**GOOD, "income": None}]}, "row 0, column 'income': expected a number (FP64), got null"),
     ({"instances": [GOOD, {k: v for k, v in GOOD.items() if k != "city"}]}, "row 1: missing column 'city'"),
     ({"instances": [{**GOOD, "zip": "75001"}]}, "row 0: unknown column 'zip'"),
     ({"instances": [GOOD, [31, 1.0, "Paris"]]}, "row 1: expected an object of columns"),

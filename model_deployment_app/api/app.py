@@ -136,5 +136,6 @@ def create_app(
         hot_routes,
         error_response,
         recorder,
+        root_path=settings.server.root_path,
     )
     return app

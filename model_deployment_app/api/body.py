@@ -2,6 +2,7 @@
 
 import asyncio
 import json
+import re
 import zlib
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
@@ -70,22 +71,30 @@ def _gunzip(body: bytes, max_bytes: int) -> bytes:
     return plain
 
 
+# orjson reads an integer past 64 bits as a float: where one may be, the standard library
+# reads it exactly, so a refusal quotes the number the client sent.
+_HUGE_INTEGER = re.compile(rb"\d{20}")
+
+
 def parse_json(body: bytes) -> Any:
     if not body:
         raise MalformedRequest("empty request body: send JSON")
-    try:
-        return orjson.loads(body)
-    except orjson.JSONDecodeError as error:
-        # NaN and Infinity are not JSON, but Python clients send them: parse them so the
-        # row validator can name the value (422) instead of calling the body malformed.
+    problem: Exception | None = None
+    if _HUGE_INTEGER.search(body) is None:
         try:
-            return json.loads(body)
-        except ValueError as fallback:
-            if "digits" in str(fallback):  # an integer past Python's int-from-text limit
-                raise InvalidInput(f"a number in the body is too large: {fallback}") from None
-            raise MalformedRequest(f"malformed JSON: {error}") from None
-        except RecursionError:
-            raise MalformedRequest(f"malformed JSON: {error}") from None
+            return orjson.loads(body)
+        except orjson.JSONDecodeError as error:
+            problem = error
+    # NaN and Infinity are not JSON, but Python clients send them: parse them so the row
+    # validator can name the value (422) instead of calling the body malformed.
+    try:
+        return json.loads(body)
+    except ValueError as fallback:
+        if "digits" in str(fallback):  # an integer past Python's int-from-text limit
+            raise InvalidInput(f"a number in the body is too large: {fallback}") from None
+        raise MalformedRequest(f"malformed JSON: {problem or fallback}") from None
+    except RecursionError:
+        raise MalformedRequest(f"malformed JSON: {problem or 'nested too deeply'}") from None
 
 
 # Bodies past this are decoded in a worker thread: the event loop answers other requests

@@ -33,9 +33,13 @@ class FastPath:
         routes: list[tuple[Any, Endpoint]],
         error_response: ErrorResponder,
         recorder: RequestRecorder,
+        root_path: str = "",
     ) -> None:
-        """`routes`: (FastAPI route, endpoint) pairs, all POST."""
+        """`routes`: (FastAPI route, endpoint) pairs, all POST. `root_path`: the prefix the
+        server also answers under (`MDA_ROOT_PATH`), e.g. `/iris-classifier`."""
         self.app = app
+        self.root = root_path.rstrip("/")
+        self.root_slash = self.root + "/"
         self.error_response = error_response
         self.recorder = recorder
         self.exact: dict[str, tuple[Any, Endpoint]] = {}
@@ -57,8 +61,17 @@ class FastPath:
         return None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path = scope.get("path", "")
+        if self.root:
+            # Under the prefix, the route is what follows it (and links keep the prefix);
+            # without it (in-cluster callers of the Service), the path is the route itself.
+            if path.startswith(self.root_slash) or path == self.root:
+                scope["root_path"] = self.root
+                path = path[len(self.root) :] or "/"
+            else:
+                scope["root_path"] = ""
         if scope["type"] == "http" and scope["method"] == "POST":
-            matched = self._match(scope["path"])
+            matched = self._match(path)
             if matched is not None:
                 started = time.perf_counter()
                 route, endpoint, params = matched

@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from model_deployment_app.errors import InvalidInput
+from model_deployment_app.errors import InvalidInput, as_sent
 from model_deployment_app.schema import Column
 
 # Python types a JSON value may have in a column of each kind (bool is not a number here).
@@ -33,8 +33,11 @@ _WIDE: dict[str, type] = {"b": np.bool_, "i": np.int64, "u": np.uint64, "f": np.
 
 def _refuse(column: Column, row: int, value: Any, expected: str | None = None) -> InvalidInput:
     expected = expected or f"{_EXPECTED[column.kind]} ({column.datatype})"
-    shown = value.item() if isinstance(value, np.generic) else value
-    return InvalidInput(f"row {row}, column {column.name!r}: expected {expected}, got {shown!r}")
+    if isinstance(value, bytes):
+        value = value.decode("utf-8", "replace")
+    return InvalidInput(
+        f"row {row}, column {column.name!r}: expected {expected}, got {as_sent(value)}"
+    )
 
 
 def _first(values: Any, bad: Callable[[Any], bool]) -> int:
@@ -115,5 +118,9 @@ def to_column(values: list[Any], column: Column) -> np.ndarray:
         wide: np.ndarray = np.array(values, dtype=wide_type)
     except (OverflowError, ValueError):
         row = _first(values, lambda v: _overflows(v, wide_type))
-        raise _refuse(column, row, values[row], f"a value within {column.datatype}") from None
+        expected = f"a value within {column.datatype}"
+        if column.kind in "iu":
+            info = np.iinfo(column.dtype)
+            expected = f"an integer in [{info.min}, {info.max}] ({column.datatype})"
+        raise _refuse(column, row, values[row], expected) from None
     return _narrow(wide, column)

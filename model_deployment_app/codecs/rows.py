@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from model_deployment_app.errors import InvalidInput, PayloadTooLarge
+from model_deployment_app.errors import InvalidInput, PayloadTooLarge, as_sent
 
 _NUMERIC_KINDS = frozenset("iuf")
 
@@ -23,13 +23,14 @@ def _first_problem(rows: list[Any], width: int) -> str:
             return f"row {index}: expected {width} features (inputSize), got {len(row)}"
         for column, value in enumerate(row):
             if isinstance(value, bool) or not isinstance(value, int | float):
-                return f"row {index}, feature {column}: expected a number, got {value!r}"
+                return f"row {index}, feature {column}: expected a number, got {as_sent(value)}"
             try:
                 finite = math.isfinite(value)
             except OverflowError:
                 finite = False
             if not finite:
-                return f"row {index}, feature {column}: expected a finite number, got {value}"
+                shown = as_sent(value)
+                return f"row {index}, feature {column}: expected a finite number, got {shown}"
     return "rows must be lists of numbers"
 
 

@@ -101,11 +101,11 @@ def _input_schema(spec: ModelSpec) -> str:
         return (
             "# Features per row, all numbers; a request with another row width is refused\n"
             "  # with 422. For named, typed columns (a DataFrame pipeline, a text model), use\n"
-            '  # `inputs:` instead (README: "Named, mixed-type and text inputs").\n'
+            "  # `inputs:` instead (docs: guides/dataframes.md).\n"
             f"  inputSize: {spec.input_size}"
         )
     lines = [
-        '# The model\'s named, typed columns (README: "Named, mixed-type and text inputs").',
+        "# The model's named, typed columns (docs: guides/dataframes.md).",
         "  inputs:",
     ]
     lines += [f"    - {{name: {json.dumps(n)}, datatype: {t}}}" for n, t in spec.inputs]
