@@ -137,7 +137,9 @@ def load_config(path: str | Path) -> ModelConfig:
     try:
         text = path.read_text()
     except OSError as error:
-        raise StartupError(f"cannot read config {path}: {error.strerror}") from None
+        raise StartupError(
+            f"cannot read config {path}: {error.strerror} (MDA_CONFIG_PATH names the config file)"
+        ) from None
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as error:

@@ -28,6 +28,7 @@ class DataPlane:
         self.settings = settings
         self.metrics = metrics
         self.cache = cache
+        self.track = settings.server.track
         self.model: LoadedModel | None = None
         self.load_error: str | None = None
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mda-predict")
@@ -50,8 +51,8 @@ class DataPlane:
         self.metrics.model_load_seconds.set(model.load_seconds)
         self.metrics.model_ready.set(1)
         if previous is not None and previous.version != model.version:
-            self.metrics.model_info.labels(previous.version).set(0)
-        self.metrics.model_info.labels(model.version).set(1)
+            self.metrics.model_info.labels(previous.version, self.track).set(0)
+        self.metrics.model_info.labels(model.version, self.track).set(1)
 
     def require_model(self) -> LoadedModel:
         if self.model is None:

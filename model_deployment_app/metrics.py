@@ -56,7 +56,8 @@ class Metrics:
             multiprocess_mode="max",
         )  # fmt: skip
         self.model_info = Gauge(
-            "mda_model_info", "1 for the model version being served", ["version"], registry=r,
+            "mda_model_info", "1 for the model version being served", ["version", "track"],
+            registry=r,
             multiprocess_mode="max",
         )  # fmt: skip
         self.model_reloads = Counter(

@@ -183,9 +183,31 @@ def _serve_prefork(settings: Settings, config: ModelConfig) -> None:
     sock.close()
 
 
+def _check_protobuf() -> None:
+    """The V2 gRPC modules need a protobuf runtime they were generated for: another one is
+    one line naming the versions, not a traceback at the first gRPC call."""
+    try:
+        from model_deployment_app.grpc_v2 import grpc_predict_v2_pb2_grpc  # noqa: F401
+    except Exception as error:  # protobuf's VersionError, grpcio's RuntimeError, ImportError
+        from importlib.metadata import PackageNotFoundError, version
+
+        installed = {}
+        for package in ("protobuf", "grpcio"):
+            try:
+                installed[package] = version(package)
+            except PackageNotFoundError:
+                installed[package] = "missing"
+        raise StartupError(
+            f"the V2 gRPC modules cannot load with protobuf {installed['protobuf']} and grpcio "
+            f"{installed['grpcio']}: they need protobuf>=6.31.0,<8 and grpcio>=1.73.1 "
+            f"({type(error).__name__}: {str(error).splitlines()[0][:160] if str(error) else ''})"
+        ) from None
+
+
 def serve() -> None:
     """Validate settings and config (failing fast, in one line), then serve."""
     settings = _read_settings()
+    _check_protobuf()
     logging.basicConfig(
         level=settings.server.log_level.upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",

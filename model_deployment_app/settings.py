@@ -27,6 +27,9 @@ class ServerSettings(_Env):
     root_path: str = Field(default="", pattern=r"^(/[A-Za-z0-9._~-]+)*/?$")
     """A prefix every route also answers under (e.g. /iris-classifier, the model's ingress
     path), so no router needs to rewrite paths; routes answer without it too."""
+    track: str = Field(default="stable", pattern=r"^[a-z0-9]([a-z0-9-]{0,30}[a-z0-9])?$")
+    """Which track this server is (stable, canary): in every answer's `model-track` header
+    and in `mda_model_info`, so a canary's traffic is told apart."""
     workers: int = Field(default=1, ge=1, le=64)
     """Worker processes; the model is loaded once, before they fork."""
     load_timeout_seconds: float = Field(default=240.0, gt=0)

@@ -395,25 +395,25 @@ def test_a_config_change_alone_rolls_the_pods(chart: tuple[Repo, str]) -> None:
     assert checksum({}) == checksum({"replicaCount": 2})
 
 
-def test_ingress_serves_the_model_path_with_the_prefix_stripped(chart: tuple[Repo, str]) -> None:
+def test_ingress_is_a_plain_prefix_on_the_model_path_for_any_controller(
+    chart: tuple[Repo, str],
+) -> None:
     repo, name = chart
     ingress = _one(_objects(repo, name), "Ingress")
     path = ingress["spec"]["rules"][0]["http"]["paths"][0]
-    assert path["path"] == f"/{name}(/|$)(.*)"
-    assert path["pathType"] == "ImplementationSpecific"
-    assert ingress["metadata"]["annotations"]["nginx.ingress.kubernetes.io/rewrite-target"] == "/$2"
-    assert ingress["spec"]["ingressClassName"] == "nginx"
+    assert path["path"] == f"/{name}"
+    assert path["pathType"] == "Prefix"
+    assert "annotations" not in ingress["metadata"], "no controller-specific annotations"
     container = _one(_objects(repo, name), "Deployment")["spec"]["template"]["spec"]["containers"]
     env = {e["name"]: e.get("value") for e in container[0]["env"]}
-    assert env["MDA_ROOT_PATH"] == f"/{name}"  # so /docs behind the prefix finds its schema
+    assert env["MDA_ROOT_PATH"] == f"/{name}"  # the server answers under the path itself
+    assert env["MDA_TRACK"] == "stable"
     service = _one(_objects(repo, name), "Service")
     assert path["backend"]["service"]["name"] == service["metadata"]["name"]
 
-    custom = _one(
-        _objects(repo, name, {"ingress": {"path": "/x/", "className": "traefik"}}), "Ingress"
-    )
-    assert custom["spec"]["rules"][0]["http"]["paths"][0]["path"] == "/x(/|$)(.*)"
-    assert custom["spec"]["ingressClassName"] == "traefik"
+    custom = _one(_objects(repo, name, {"ingress": {"path": "/x/", "className": "gce"}}), "Ingress")
+    assert custom["spec"]["rules"][0]["http"]["paths"][0]["path"] == "/x"
+    assert custom["spec"]["ingressClassName"] == "gce"
     assert not [
         o for o in _objects(repo, name, {"ingress": {"enabled": False}}) if o["kind"] == "Ingress"
     ]

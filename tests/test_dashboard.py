@@ -34,3 +34,13 @@ def test_the_dashboard_shows_grpc_traffic() -> None:
     queries = [t["expr"] for p in dashboard["panels"] for t in p["targets"]]
     assert any('method="GRPC"' in q for q in queries)
     assert any("/inference.GRPCInferenceService/ModelInfer" in q for q in queries)
+
+
+def test_the_dashboard_compares_the_stable_and_canary_tracks() -> None:
+    dashboard = json.loads(DASHBOARD.read_text())
+    by_track = [
+        p["title"]
+        for p in dashboard["panels"]
+        if any("by (track" in t["expr"] or "le, track" in t["expr"] for t in p["targets"])
+    ]
+    assert len(by_track) >= 3, by_track  # requests, errors, latency

@@ -89,8 +89,8 @@ def test_a_changed_file_is_swapped_in_and_a_bad_one_refused(
     assert reply.headers["model-version"] == new
     np.testing.assert_allclose(reply.json()["predictions"], second.predict_proba(X), atol=1e-9)
     assert metric(server, "mda_model_reloads_total") == 1
-    assert metric(server, f'mda_model_info{{version="{new}"}}') == 1
-    assert metric(server, f'mda_model_info{{version="{old}"}}') == 0
+    assert metric(server, f'mda_model_info{{track="stable",version="{new}"}}') == 1
+    assert metric(server, f'mda_model_info{{track="stable",version="{old}"}}') == 0
 
     wrong_width = LogisticRegression().fit(X[:, :3], load_iris().target[::10])
     replace(artifact, wrong_width)

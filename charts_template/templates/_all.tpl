@@ -1,10 +1,11 @@
 {{/*
 Every object of a model chart, as one multi-document template: a model chart's
 templates/model.yaml is the single line {{ include "mda-template.all" . }}. Objects that are
-switched off (autoscaling, serviceAccount, serviceMonitor, ingress) render nothing.
+switched off (autoscaling, serviceAccount, serviceMonitor, ingress, routes, canary) render
+nothing.
 */}}
 {{- define "mda-template.all" -}}
-{{- range $object := list "configmap" "serviceaccount" "service" "deployment" "hpa" "ingress" "servicemonitor" "test" }}
+{{- range $object := list "configmap" "serviceaccount" "service" "deployment" "hpa" "ingress" "httproute" "grpcroute" "canary" "servicemonitor" "test" }}
 {{- $manifest := include (printf "mda-template.%s" $object) $ | trim }}
 {{- if $manifest }}
 ---

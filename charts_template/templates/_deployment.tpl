@@ -63,11 +63,13 @@ spec:
               value: /tmp/models
             - name: MDA_WORKERS
               value: {{ .Values.workers | quote }}
-            {{- if .Values.ingress.enabled }}
-            # The ingress strips this prefix; the server needs it only so /docs finds its schema.
+            # The model's path: the server answers under it (Ingress, HTTPRoute) and without it
+            # (in-cluster callers of the Service), so no router rewrites anything.
             - name: MDA_ROOT_PATH
               value: {{ include "mda-template.ingressPath" . | quote }}
-            {{- end }}
+            # Which track answers (stable or canary): in a header and in mda_model_info.
+            - name: MDA_TRACK
+              value: {{ include "mda-template.track" . | quote }}
             # Give up loading (one log line, exit 1) before the startup probe would kill the pod.
             - name: MDA_LOAD_TIMEOUT_SECONDS
               {{- $probe := .Values.startupProbe | default dict }}

@@ -14,14 +14,28 @@ the chart name (release = model name, the usual case), else release-chart. Cut t
 characters because some Kubernetes name fields are limited to that (DNS labels).
 */}}
 {{- define "mda-template.fullname" -}}
+{{- if eq (include "mda-template.track" .) "canary" }}
+{{- printf "%s-canary" (include "mda-template.stableFullname" .) }}
+{{- else }}
+{{- include "mda-template.stableFullname" . }}
+{{- end }}
+{{- end }}
+
+{{/* The track these objects serve: stable, or canary (see _canary.tpl). */}}
+{{- define "mda-template.track" -}}
+{{- .Values.track | default "stable" }}
+{{- end }}
+
+{{/* The stable track's name, cut so that "-canary" still fits in 63 characters. */}}
+{{- define "mda-template.stableFullname" -}}
 {{- if .Values.fullnameOverride }}
-{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" }}
+{{- .Values.fullnameOverride | trunc 56 | trimSuffix "-" }}
 {{- else }}
 {{- $name := default .Chart.Name .Values.nameOverride }}
 {{- if contains $name .Release.Name }}
-{{- .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- .Release.Name | trunc 56 | trimSuffix "-" }}
 {{- else }}
-{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" }}
+{{- printf "%s-%s" .Release.Name $name | trunc 56 | trimSuffix "-" }}
 {{- end }}
 {{- end }}
 {{- end }}
@@ -39,12 +53,15 @@ app.kubernetes.io/version: {{ include "mda-template.imageTag" . | trunc 63 | tri
 app.kubernetes.io/component: model-server
 app.kubernetes.io/part-of: model-deployment-app
 app.kubernetes.io/managed-by: {{ .Release.Service }}
+track: {{ include "mda-template.track" . }}
 {{- end }}
 
-{{/* Selector labels: never the chart or app version, since selectors are immutable. */}}
+{{/* Selector labels: never the chart or app version, since selectors are immutable. The
+canary is an instance of its own (<release>-canary), so neither track's selector matches the
+other's pods, and the stable selector is what it always was. */}}
 {{- define "mda-template.selectorLabels" -}}
 app.kubernetes.io/name: {{ include "mda-template.name" . }}
-app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/instance: {{ .Release.Name }}{{ if eq (include "mda-template.track" .) "canary" }}-canary{{ end }}
 {{- end }}
 
 {{/* The ServiceAccount the pods run as. */}}
@@ -70,7 +87,9 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{/* One example row for the curl in NOTES.txt: inputSize zeros, or a record of the named
 inputs (0, false or "" by datatype). */}}
 {{- define "mda-template.exampleRow" -}}
-{{- if .Values.config.inputs }}
+{{- if and (eq .Values.config.modelType "transformers") (not .Values.config.inputs) }}
+{{- toJson "a short text" }}
+{{- else if .Values.config.inputs }}
 {{- $record := dict }}
 {{- range .Values.config.inputs }}
 {{- $value := 0 }}
@@ -89,7 +108,9 @@ inputs (0, false or "" by datatype). */}}
 
 {{/* What the model takes, in words, for NOTES.txt. */}}
 {{- define "mda-template.inputsSummary" -}}
-{{- if .Values.config.inputs }}
+{{- if and (eq .Values.config.modelType "transformers") (not .Values.config.inputs) }}
+{{- print "text" }}
+{{- else if .Values.config.inputs }}
 {{- len .Values.config.inputs }} named inputs
 {{- else }}
 {{- .Values.config.inputSize }} features

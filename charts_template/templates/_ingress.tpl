@@ -1,6 +1,7 @@
 {{/*
-The model's own path on a shared host, ingress-nginx style: /<model>(/|$)(.*) is rewritten
-to /$2, so /iris-classifier/predict reaches the server as /predict.
+The model's own path on any Ingress controller: a plain Prefix match, no controller-specific
+annotations (the server answers under its prefix itself, MDA_ROOT_PATH, so nothing needs
+rewriting). ingress.annotations adds any the controller wants.
 */}}
 {{- define "mda-template.ingress" -}}
 {{- if .Values.ingress.enabled }}
@@ -12,12 +13,10 @@ metadata:
   namespace: {{ .Release.Namespace }}
   labels:
     {{- include "mda-template.labels" . | nindent 4 }}
+  {{- with .Values.ingress.annotations }}
   annotations:
-    nginx.ingress.kubernetes.io/use-regex: "true"
-    nginx.ingress.kubernetes.io/rewrite-target: /$2
-    {{- with .Values.ingress.annotations }}
     {{- toYaml . | nindent 4 }}
-    {{- end }}
+  {{- end }}
 spec:
   {{- with .Values.ingress.className }}
   ingressClassName: {{ . }}
@@ -29,8 +28,8 @@ spec:
   rules:
     - http:
         paths:
-          - path: {{ include "mda-template.ingressPath" . }}(/|$)(.*)
-            pathType: ImplementationSpecific
+          - path: {{ include "mda-template.ingressPath" . }}
+            pathType: Prefix
             backend:
               service:
                 name: {{ $fullname }}

@@ -7,6 +7,15 @@ The pods turn ready once the model is downloaded and loaded; watch them with:
   kubectl -n {{ .Release.Namespace }} rollout status deployment/{{ $fullname }}
   helm test {{ .Release.Name }} -n {{ .Release.Namespace }}
 
+{{- if .Values.httpRoute.enabled }}
+
+The HTTPRoute {{ $fullname }} sends {{ if .Values.httpRoute.hostnames }}{{ join ", " .Values.httpRoute.hostnames }}{{ else }}every hostname of its Gateway{{ end }} at {{ $path }} to this model.
+{{- end }}
+{{- if .Values.canary.enabled }}
+
+Canary: {{ .Values.canary.weight }} % of requests go to {{ $fullname }}-canary{{ if .Values.canary.header }}, and every request with the header {{ .Values.canary.header.name }}: {{ .Values.canary.header.value }}{{ end }}{{ if .Values.canary.mirrorPercent }}; {{ .Values.canary.mirrorPercent }} % are mirrored to it{{ end }}.
+Set its share with `mda canary {{ .Release.Name }} --weight N`; promote it with `make k8s-promote MODEL={{ .Release.Name }}`.
+{{- end }}
 {{- if .Values.ingress.enabled }}
 
 The model's URL, through the ingress controller ({{ .Values.ingress.className | default "default class" }}):

@@ -12,9 +12,16 @@ metadata:
     {{- toYaml . | nindent 4 }}
     {{- end }}
 spec:
+  # Both tracks' Services (the stable one and <release>-canary); each series keeps its
+  # pod's track label, so the dashboard compares them.
   selector:
     matchLabels:
-      {{- include "mda-template.selectorLabels" . | nindent 6 }}
+      app.kubernetes.io/name: {{ include "mda-template.name" . }}
+    matchExpressions:
+      - key: app.kubernetes.io/instance
+        operator: In
+        values: [{{ .Release.Name | quote }}, {{ printf "%s-canary" .Release.Name | quote }}]
+  podTargetLabels: [track]
   namespaceSelector:
     matchNames:
       - {{ .Release.Namespace }}

@@ -88,6 +88,7 @@ def _decode(body: bytes, schema: InputSchema, max_rows: int) -> ModelInput:
 
 def predict_endpoint(plane: DataPlane) -> Endpoint:
     limits = plane.settings.server
+    track = limits.track
 
     async def predict(request: Request) -> Response:
         """Classification: a probability row per instance and the classes; regression: values."""
@@ -97,7 +98,7 @@ def predict_endpoint(plane: DataPlane) -> Endpoint:
             check_row_count(body, limits.max_rows)
         rows = await decode(body, partial(_decode, schema=model.schema, max_rows=limits.max_rows))
         predictions = await plane.infer(model, rows, model.default_output)
-        version = {"model-version": model.version}  # the version that answered
+        version = {"model-version": model.version, "model-track": track}  # who answered
         if model.classes is not None:
             payload = {"predictions": predictions, "classes": model.classes}
             return json_response(payload, headers=version)

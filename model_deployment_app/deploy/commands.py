@@ -1,4 +1,4 @@
-"""The chart subcommands of `mda`: new-model, render, deploy, undeploy.
+"""The chart subcommands of `mda`: new-model, render, deploy, undeploy, canary, promote.
 
 `cli.py` calls `add_commands` with its subparsers; each command sets `handler`, which returns
 the exit status. Mistakes a user can make raise UserError, which `cli.py` prints as one line.
@@ -23,6 +23,55 @@ def add_commands(subparsers: Any) -> None:
     _add_lint(subparsers)
     _add_deploy(subparsers)
     _add_undeploy(subparsers)
+    _add_rollout(subparsers)
+
+
+def _percent(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if not 0 <= value <= 100:
+        raise argparse.ArgumentTypeError(f"{value} is not between 0 and 100")
+    return value
+
+
+def _add_rollout(subparsers: Any) -> None:
+    canary = subparsers.add_parser(
+        "canary",
+        help="set the share of a model's requests its canary gets (edits values.yaml)",
+        description="Set canary.weight in k8s_dev/MODEL/values.yaml (comments kept) and print "
+        "the change; commit it, and Argo CD or Flux applies it (or `mda deploy MODEL`).",
+    )
+    canary.add_argument("model", metavar="MODEL", help="the model's name (its chart)")
+    canary.add_argument(
+        "--weight", type=_percent, required=True, metavar="N", help="percent, 0 to 100"
+    )
+    canary.add_argument("--root", help=_ROOT_HELP)
+    canary.set_defaults(handler=_canary)
+    promote = subparsers.add_parser(
+        "promote",
+        help="make a model's canary its stable config (edits values.yaml)",
+        description="Merge canary.config into config (and canary.image.tag into image.tag) "
+        "in k8s_dev/MODEL/values.yaml, switch the canary off, and print the change.",
+    )
+    promote.add_argument("model", metavar="MODEL", help="the model's name (its chart)")
+    promote.add_argument("--root", help=_ROOT_HELP)
+    promote.set_defaults(handler=_promote)
+
+
+def _canary(args: argparse.Namespace) -> int:
+    from model_deployment_app.deploy.rollout import set_weight
+
+    print(set_weight(Repo.find(args.root), args.model, args.weight), end="")
+    return 0
+
+
+def _promote(args: argparse.Namespace) -> int:
+    from model_deployment_app.deploy.rollout import promote
+
+    print(promote(Repo.find(args.root), args.model), end="")
+    return 0
 
 
 def _positive_int(text: str) -> int:
@@ -55,7 +104,7 @@ def _add_new_model(subparsers: Any) -> None:
     parser.add_argument(
         "--input-size",
         type=_positive_int,
-        default=4,
+        default=None,
         metavar="N",
         help="features per row, for a model of numbers (default: %(default)s)",
     )
@@ -68,7 +117,7 @@ def _add_new_model(subparsers: Any) -> None:
     )
     parser.add_argument(
         "--model-type",
-        choices=("pkl", "joblib", "skops"),
+        choices=("pkl", "joblib", "skops", "transformers"),
         default="joblib",
         help="how the artifact was saved (default: %(default)s)",
     )
@@ -113,12 +162,21 @@ def _add_new_model(subparsers: Any) -> None:
 
 
 def _input_specs(text: str) -> tuple[tuple[str, str], ...]:
-    """`age:INT64,city:BYTES` as ((name, datatype), ...); the config check names bad types."""
+    """`age:INT64,city:BYTES` as ((name, datatype), ...); a bad datatype is named alone."""
+    from typing import get_args
+
+    from model_deployment_app.config import Datatype
+
+    known = get_args(Datatype)
     specs = []
     for item in text.split(","):
         name, colon, datatype = item.strip().rpartition(":")
         if not colon or not name or not datatype:
             raise argparse.ArgumentTypeError(f"{item.strip()!r} is not NAME:TYPE")
+        if datatype.upper() not in known:
+            raise argparse.ArgumentTypeError(
+                f"{name}: {datatype!r} is not a datatype; use one of {', '.join(known)}"
+            )
         specs.append((name, datatype.upper()))
     return tuple(specs)
 
@@ -126,10 +184,14 @@ def _input_specs(text: str) -> tuple[tuple[str, str], ...]:
 def _new_model(args: argparse.Namespace) -> int:
     from model_deployment_app.deploy.scaffold import ModelSpec, new_model
 
+    if args.inputs and args.input_size is not None:
+        raise UserError("give --inputs (named columns) or --input-size (a row width), not both")
+    if args.model_type == "transformers" and args.input_size is not None:
+        raise UserError("--input-size does not apply to --model-type transformers (it takes text)")
     spec = ModelSpec(
         name=args.name,
         job=args.job,
-        input_size=args.input_size,
+        input_size=args.input_size or 4,
         inputs=args.inputs,
         model_type=args.model_type,
         project=args.project,

@@ -42,14 +42,24 @@ class ModelSpec:
     mlflow_tracking_uri: str = "http://mlflow.mlflow.svc.cluster.local:5000"
     refresh_seconds: float | None = None
 
+    @property
+    def takes_text(self) -> bool:
+        """A transformers model: its input is text, neither inputSize nor inputs."""
+        return self.model_type == "transformers" and not self.inputs
+
     def describe_inputs(self) -> str:
+        if self.takes_text:
+            return "text"
         if self.inputs:
             return f"inputs {', '.join(f'{n}:{t}' for n, t in self.inputs)}"
         return f"{self.input_size} features"
 
     @property
     def blob_path(self) -> str:
-        """The object name in the bucket; default `<name>/model.<modelType>`."""
+        """The object name in the bucket; default `<name>/model.<modelType>`, or for a
+        transformers model the folder `<name>/`."""
+        if self.model_type == "transformers":
+            return self.blob or f"{self.name}/"
         return self.blob or f"{self.name}/model.{self.model_type}"
 
 
@@ -97,6 +107,11 @@ def _replacements(repo: Repo, spec: ModelSpec) -> dict[str, str]:
 
 def _input_schema(spec: ModelSpec) -> str:
     """The config's input lines of values.yaml: inputSize, or the inputs list."""
+    if spec.takes_text:
+        return (
+            '# A transformers model takes text ({"text": [...]}): neither inputSize nor\n'
+            "  # inputs (docs: guides/text-models.md)."
+        )
     if not spec.inputs:
         return (
             "# Features per row, all numbers; a request with another row width is refused\n"
@@ -148,7 +163,9 @@ def _config(spec: ModelSpec) -> dict[str, Any]:
         "job": spec.job,
         "model": _model_source(spec),
         **(
-            {"inputs": [{"name": n, "datatype": t} for n, t in spec.inputs]}
+            {}
+            if spec.takes_text
+            else {"inputs": [{"name": n, "datatype": t} for n, t in spec.inputs]}
             if spec.inputs
             else {"inputSize": spec.input_size}
         ),
