@@ -4,13 +4,34 @@ line: one line, non-zero exit, no traceback."""
 
 
 class ServingError(Exception):
-    """A request the server refuses; `status_code` is what the client gets."""
+    """A request the server refuses; `status_code` is what the client gets, with `headers`."""
 
     status_code = 500
 
-    def __init__(self, message: str) -> None:
+    def __init__(self, message: str, headers: dict[str, str] | None = None) -> None:
         super().__init__(message)
         self.message = message
+        self.headers = headers
+
+
+class Unauthorized(ServingError):
+    """No token, or one the server does not accept."""
+
+    status_code = 401
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, {"WWW-Authenticate": 'Bearer realm="model"'})
+
+
+class Forbidden(ServingError):
+    status_code = 403
+
+
+class TooManyRequests(ServingError):
+    status_code = 429
+
+    def __init__(self, message: str, retry_after: float) -> None:
+        super().__init__(message, {"Retry-After": str(int(retry_after))})
 
 
 class MalformedRequest(ServingError):

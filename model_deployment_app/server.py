@@ -29,7 +29,10 @@ def _read_settings() -> Settings:
         return Settings()
     except ValidationError as error:
         first = error.errors()[0]
-        raise StartupError(f"setting {first['loc'][0]}: {first['msg']}") from None
+        name = str(first["loc"][0]) if first["loc"] else "?"
+        variable = name if name.isupper() else f"MDA_{name.upper()}"
+        message = str(first["msg"]).removeprefix("Value error, ")
+        raise StartupError(f"setting {variable}: {message}") from None
 
 
 def _freeze_heap() -> None:
@@ -58,6 +61,9 @@ def _uvicorn_config(app: Any, settings: Settings) -> Any:
         log_level=server.log_level,
         access_log=server.access_log,
         server_header=False,
+        # The client's address is the peer's: X-Forwarded-For is believed only from
+        # MDA_TRUSTED_PROXIES, by the access policy (uvicorn would believe loopback's).
+        proxy_headers=False,
         timeout_graceful_shutdown=int(server.graceful_shutdown_seconds),
     )
 

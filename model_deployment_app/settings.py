@@ -5,7 +5,7 @@ docs/reference/settings.md lists these with their defaults; keep the two in step
 
 from typing import Literal
 
-from pydantic import AliasChoices, Field
+from pydantic import AliasChoices, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -96,6 +96,42 @@ class TextModelSettings(_Env):
     """Torch threads per worker; default the container's CPU limit divided among workers."""
 
 
+class AccessSettings(_Env):
+    """Who may call the model: tokens, the admin route, rate limits (docs: guides/securing.md)."""
+
+    api_tokens_file: str | None = None
+    """A file of accepted bearer tokens, one a line (a mounted Secret); unset: no tokens."""
+    admin_tokens_file: str | None = None
+    """A file of admin tokens, for the repository load route; unset: that route is off (403)."""
+    metrics_auth: bool = False
+    """Ask /metrics for a prediction token too (Prometheus then sends one)."""
+    rate_limit: str | None = None
+    """Requests per caller (its token, else its address), e.g. 100/second or 5000/minute."""
+    trusted_proxies: str = ""
+    """Comma-separated addresses or networks (CIDR) whose X-Forwarded-For is believed."""
+
+    @field_validator("rate_limit")
+    @classmethod
+    def _a_rate(cls, value: str | None) -> str | None:
+        if value:
+            from model_deployment_app.ratelimit import parse_rate
+
+            parse_rate(value)
+        return value or None
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _networks(cls, value: str) -> str:
+        import ipaddress
+
+        for item in filter(None, (part.strip() for part in value.split(","))):
+            try:
+                ipaddress.ip_network(item, strict=False)
+            except ValueError:
+                raise ValueError(f"{item!r} is not an address or a network (CIDR)") from None
+        return value
+
+
 class Settings:
     """All settings, read from the environment once at start-up."""
 
@@ -105,8 +141,10 @@ class Settings:
         cache: CacheSettings | None = None,
         batching: BatchingSettings | None = None,
         text: TextModelSettings | None = None,
+        access: AccessSettings | None = None,
     ) -> None:
         self.server = server or ServerSettings()
         self.cache = cache or CacheSettings()
         self.batching = batching or BatchingSettings()
         self.text = text or TextModelSettings()
+        self.access = access or AccessSettings()

@@ -17,7 +17,7 @@ from model_deployment_app.schema import Column
             [1, 2**40],
             "row 1, column 'c': expected an integer in [-2147483648, 2147483647]",
         ),
-        ("UINT8", [3, -1], "row 1, column 'c': expected a value within UINT8"),
+        ("UINT8", [3, -1], "row 1, column 'c': expected an integer in [0, 255] (UINT8), got -1"),
         ("FP32", [1.0, 1e39], "row 1, column 'c': expected a number within ±3.403e+38 (FP32)"),
         ("FP64", [1.0, float("nan")], "row 1, column 'c': expected a finite number (FP64)"),
         ("FP64", [1.0, "2"], "row 1, column 'c': expected a number (FP64), got \"2\""),

@@ -120,3 +120,18 @@ def test_the_readme_is_short_and_points_into_the_docs() -> None:
     assert len(readme.splitlines()) <= 250
     for link in re.findall(r"\]\((docs/[^)#]+)", readme):
         assert (ROOT / link).is_file(), link
+
+
+def test_every_setting_is_on_the_settings_page() -> None:
+    from model_deployment_app import settings
+
+    page = (ROOT / "docs" / "reference" / "settings.md").read_text()
+    classes = [settings.ServerSettings, settings.CacheSettings, settings.BatchingSettings,
+               settings.TextModelSettings, settings.AccessSettings]  # fmt: skip
+    missing = [
+        variable
+        for cls in classes
+        for name in cls.model_fields
+        if f"`{(variable := 'PORT' if name == 'port' else f'MDA_{name.upper()}')}`" not in page
+    ]
+    assert missing == []

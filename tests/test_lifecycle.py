@@ -159,20 +159,30 @@ def test_the_reload_call_loads_now_and_refuses_with_409(
 ) -> None:
     artifact = tmp_path / "model.joblib"
     replace(artifact, iris_model(1.0))
-    server = start_server(config_for(artifact, tmp_path))  # no refreshSeconds: no polling
+    admin = tmp_path / "admin-tokens"
+    admin.write_text("admin-secret\n")
+    server = start_server(  # no refreshSeconds: no polling
+        config_for(artifact, tmp_path), MDA_ADMIN_TOKENS_FILE=str(admin)
+    )
     old = version(server)
     load = f"{server.url}/v2/repository/models/iris/load"
-    assert httpx.post(load).json() == {"name": "iris", "version": old, "loaded": False}
+    auth = {"Authorization": "Bearer admin-secret"}
+    assert httpx.post(load, headers=auth).json() == {
+        "name": "iris",
+        "version": old,
+        "loaded": False,
+    }
     replace(artifact, iris_model(0.01))
-    reply = httpx.post(load).json()
+    reply = httpx.post(load, headers=auth).json()
     assert reply["loaded"] is True and reply["version"] != old
     assert version(server) == reply["version"]
     artifact.write_bytes(b"not a model")
-    refused = httpx.post(load)
+    refused = httpx.post(load, headers=auth)
     assert refused.status_code == 409
     assert refused.json()["error"].startswith("the new version was refused: model.joblib is not")
     assert version(server) == reply["version"]
-    assert httpx.post(f"{server.url}/v2/repository/models/other/load").status_code == 404
+    other = f"{server.url}/v2/repository/models/other/load"
+    assert httpx.post(other, headers=auth).status_code == 404
 
 
 def test_a_new_gcs_generation_is_swapped_in(

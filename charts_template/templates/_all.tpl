@@ -5,7 +5,7 @@ switched off (autoscaling, serviceAccount, serviceMonitor, ingress, routes, cana
 nothing.
 */}}
 {{- define "mda-template.all" -}}
-{{- range $object := list "configmap" "serviceaccount" "service" "deployment" "hpa" "ingress" "httproute" "grpcroute" "canary" "servicemonitor" "test" }}
+{{- range $object := list "configmap" "secret" "serviceaccount" "service" "deployment" "hpa" "ingress" "httproute" "grpcroute" "canary" "networkpolicy" "servicemonitor" "test" }}
 {{- $manifest := include (printf "mda-template.%s" $object) $ | trim }}
 {{- if $manifest }}
 ---

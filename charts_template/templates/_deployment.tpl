@@ -78,6 +78,7 @@ spec:
             # Drain within the grace period, after the preStop pause.
             - name: MDA_GRACEFUL_SHUTDOWN_SECONDS
               value: {{ max 1 (sub (sub (int .Values.terminationGracePeriodSeconds) (int .Values.preStopSleepSeconds)) 3) | quote }}
+            {{- include "mda-template.accessEnv" . | nindent 12 }}
             {{- with .Values.redisUrl }}
             - name: MDA_REDIS_URL
               value: {{ . | quote }}
@@ -121,6 +122,7 @@ spec:
               readOnly: true
             - name: tmp
               mountPath: /tmp
+            {{- include "mda-template.accessVolumeMounts" . | nindent 12 }}
       volumes:
         - name: config
           configMap:
@@ -130,6 +132,7 @@ spec:
             {{- with .Values.tmpSizeLimit }}
             sizeLimit: {{ . }}
             {{- end }}
+        {{- include "mda-template.accessVolumes" . | nindent 8 }}
       {{- with .Values.nodeSelector }}
       nodeSelector:
         {{- toYaml . | nindent 8 }}

@@ -41,4 +41,11 @@ Try it:
   curl -s -X POST $MODEL_URL/predict -H 'Content-Type: application/json' -d '{"instances": [{{ include "mda-template.exampleRow" . }}]}'
 
 Prometheus metrics: $MODEL_URL/metrics
+{{- if .Values.auth.enabled }}
+
+Calls need a token from the Secret {{ include "mda-template.tokenSecretName" . }} (key `tokens`): add -H "Authorization: Bearer $TOKEN" to the curls.
+{{- else }}
+
+Anyone who reaches the model's URL may call it: set auth.enabled (a Secret of tokens), rateLimit and networkPolicy to close it (docs: guides/securing.md).
+{{- end }}
 {{- end }}

@@ -11,6 +11,7 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from model_deployment_app import __version__
+from model_deployment_app.access import Access
 from model_deployment_app.api.errors import error_response, install_error_handlers
 from model_deployment_app.api.fastpath import FastPath
 from model_deployment_app.api.middleware import MetricsMiddleware, RequestRecorder
@@ -59,6 +60,7 @@ def create_app(
     metrics = Metrics()
     plane = DataPlane(settings, metrics, build_cache(settings.cache, settings.server.workers))
     recorder = RequestRecorder(metrics)
+    access = Access(settings.access, settings.cache.redis_url)
     watcher = (
         ModelWatcher(plane, source, settings.server, settings.text) if source is not None else None
     )
@@ -88,8 +90,9 @@ def create_app(
 
             server = settings.server
             grpc_server = await start_grpc_server(
-                plane, recorder, server.host, server.grpc_port, shared_port=server.workers > 1
-            )
+                plane, recorder, server.host, server.grpc_port, shared_port=server.workers > 1,
+                access=access,
+            )  # fmt: skip
         tasks = []
         if plane.model is None and loader is not None:
             tasks.append(asyncio.create_task(load_in_background(loader)))
@@ -137,5 +140,6 @@ def create_app(
         error_response,
         recorder,
         root_path=settings.server.root_path,
+        access=access,
     )
     return app

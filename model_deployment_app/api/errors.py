@@ -29,10 +29,13 @@ _MEANINGS = {
     400: "Malformed JSON or binary body",
     404: "No such model or version",
     408: "The body did not arrive in time",
+    401: "No bearer token, or one the server does not accept (when tokens are on)",
+    403: "A prediction token on the admin route, or the admin route is off",
     409: "The source's new model version was refused; the old one keeps serving",
     413: "Body or row count over the limit",
     415: "Content-Encoding other than gzip",
     422: "Input the model cannot take; the message names the row",
+    429: "Over the caller's rate limit; Retry-After says when to try again",
     503: "The model is not ready, or the server is shutting down",
 }
 
@@ -45,7 +48,7 @@ def documented_errors(*codes: int) -> dict[int | str, dict[str, object]]:
 def error_response(error: Exception) -> Response:
     """The response for any error raised while serving a request."""
     if isinstance(error, ServingError):
-        return json_response({"error": error.message}, error.status_code)
+        return json_response({"error": error.message}, error.status_code, error.headers)
     if isinstance(error, HTTPException):
         # Its headers too, e.g. a 405's Allow.
         return json_response({"error": str(error.detail)}, error.status_code, error.headers)

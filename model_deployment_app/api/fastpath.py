@@ -17,8 +17,9 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from model_deployment_app.access import Access, Kind, route_kind
 from model_deployment_app.api.middleware import RequestRecorder
-from model_deployment_app.errors import NotReady
+from model_deployment_app.errors import NotReady, ServingError
 
 SHUTTING_DOWN = NotReady("the server is shutting down: retry, another replica will answer")
 
@@ -34,10 +35,13 @@ class FastPath:
         error_response: ErrorResponder,
         recorder: RequestRecorder,
         root_path: str = "",
+        access: Access | None = None,
     ) -> None:
         """`routes`: (FastAPI route, endpoint) pairs, all POST. `root_path`: the prefix the
-        server also answers under (`MDA_ROOT_PATH`), e.g. `/iris-classifier`."""
+        server also answers under (`MDA_ROOT_PATH`), e.g. `/iris-classifier`. `access`: who
+        may call (tokens, rate limits), asked before any route is served."""
         self.app = app
+        self.access = access
         self.root = root_path.rstrip("/")
         self.root_slash = self.root + "/"
         self.error_response = error_response
@@ -61,7 +65,10 @@ class FastPath:
         return None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        path = scope.get("path", "")
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        path = scope["path"]
         if self.root:
             # Under the prefix, the route is what follows it (and links keep the prefix);
             # without it (in-cluster callers of the Service), the path is the route itself.
@@ -70,29 +77,59 @@ class FastPath:
                 path = path[len(self.root) :] or "/"
             else:
                 scope["root_path"] = ""
-        if scope["type"] == "http" and scope["method"] == "POST":
-            matched = self._match(path)
-            if matched is not None:
-                started = time.perf_counter()
-                route, endpoint, params = matched
-                scope["route"] = route
-                scope["path_params"] = params
+        matched = self._match(path) if scope["method"] == "POST" else None
+        access = self.access
+        if access is not None:
+            kind: Kind = "api" if matched is not None else route_kind(path)
+            if access.guards or kind == "admin":
                 try:
-                    response = await endpoint(Request(scope, receive))
-                except ClientDisconnect:  # nobody left to answer: count it as nginx does
-                    self.recorder.record(route.path, "POST", 499, started)
+                    await self._guard(access, scope, kind)
+                except ServingError as refused:
+                    route = matched[0].path if matched is not None else f"({kind})"
+                    await self._refuse(refused, route, scope, receive, send)
                     return
-                except asyncio.CancelledError:  # the drain's deadline: say so, then stop
-                    response = self.error_response(SHUTTING_DOWN)
-                    self.recorder.record(route.path, "POST", response.status_code, started)
-                    with contextlib.suppress(Exception):
-                        await response(scope, receive, send)
-                    raise
-                except Exception as error:
-                    response = self.error_response(error)
-                try:
-                    await response(scope, receive, send)
-                finally:
-                    self.recorder.record(route.path, "POST", response.status_code, started)
-                return
-        await self.app(scope, receive, send)
+        if matched is None:
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        route, endpoint, params = matched
+        scope["route"] = route
+        scope["path_params"] = params
+        try:
+            response = await endpoint(Request(scope, receive))
+        except ClientDisconnect:  # nobody left to answer: count it as nginx does
+            self.recorder.record(route.path, "POST", 499, started)
+            return
+        except asyncio.CancelledError:  # the drain's deadline: say so, then stop
+            response = self.error_response(SHUTTING_DOWN)
+            self.recorder.record(route.path, "POST", response.status_code, started)
+            with contextlib.suppress(Exception):
+                await response(scope, receive, send)
+            raise
+        except Exception as error:
+            response = self.error_response(error)
+        try:
+            await response(scope, receive, send)
+        finally:
+            self.recorder.record(route.path, "POST", response.status_code, started)
+
+    @staticmethod
+    async def _guard(access: Access, scope: Scope, kind: Kind) -> None:
+        authorization = forwarded = None
+        for name, value in scope["headers"]:
+            if name == b"authorization":
+                authorization = value.decode("latin-1")
+            elif name == b"x-forwarded-for":
+                forwarded = value.decode("latin-1")
+        client = scope.get("client")
+        await access.check(kind, authorization, client[0] if client else None, forwarded)
+
+    async def _refuse(
+        self, refused: ServingError, route: str, scope: Scope, receive: Receive, send: Send
+    ) -> None:
+        started = time.perf_counter()
+        response = self.error_response(refused)
+        try:
+            await response(scope, receive, send)
+        finally:
+            self.recorder.record(route, scope["method"], response.status_code, started)

@@ -11,6 +11,7 @@ import grpc
 import numpy as np
 
 from model_deployment_app import v2
+from model_deployment_app.access import Access
 from model_deployment_app.api.middleware import RequestRecorder
 from model_deployment_app.codecs.raw import to_raw
 from model_deployment_app.codecs.v2 import datatype_of, read_tensors
@@ -25,6 +26,9 @@ SERVICE = "inference.GRPCInferenceService"
 
 _STATUS_CODES = {
     400: grpc.StatusCode.INVALID_ARGUMENT,
+    401: grpc.StatusCode.UNAUTHENTICATED,
+    403: grpc.StatusCode.PERMISSION_DENIED,
+    429: grpc.StatusCode.RESOURCE_EXHAUSTED,
     404: grpc.StatusCode.NOT_FOUND,
     413: grpc.StatusCode.RESOURCE_EXHAUSTED,
     422: grpc.StatusCode.INVALID_ARGUMENT,
@@ -82,10 +86,30 @@ def _infer_response(
     return response
 
 
+def _peer_address(peer: str) -> str:
+    """`ipv4:127.0.0.1:5000` or `ipv6:[::1]:5000` as the bare address."""
+    kind, _, rest = peer.partition(":")
+    if kind == "ipv6":
+        return rest.rpartition("]")[0].lstrip("[")
+    return rest.rpartition(":")[0] or rest
+
+
 class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
-    def __init__(self, plane: DataPlane, recorder: RequestRecorder) -> None:
+    def __init__(
+        self, plane: DataPlane, recorder: RequestRecorder, access: Access | None = None
+    ) -> None:
         self.plane = plane
         self.recorder = recorder
+        self.access = access if access is not None and access.guards else None
+
+    async def _guard(self, context: grpc.aio.ServicerContext) -> None:
+        """The same policy as HTTP, with the token from the `authorization` metadata."""
+        assert self.access is not None
+        metadata = dict(context.invocation_metadata() or ())
+        await self.access.check(
+            "api", metadata.get("authorization"), _peer_address(context.peer()),
+            metadata.get("x-forwarded-for"),
+        )  # fmt: skip
 
     async def _answer(
         self, method: str, context: grpc.aio.ServicerContext, work: Callable[[], Awaitable[Any]]
@@ -94,6 +118,8 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
         started = time.perf_counter()
         status = 200
         try:
+            if self.access is not None:
+                await self._guard(context)
             return await work()
         except ServingError as error:
             status = error.status_code
@@ -114,7 +140,10 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
         return pb.ServerReadyResponse(ready=self.plane.ready)
 
     async def ServerMetadata(self, request: Any, context: Any) -> pb.ServerMetadataResponse:
-        return pb.ServerMetadataResponse(**v2.server_metadata())
+        async def work() -> pb.ServerMetadataResponse:
+            return pb.ServerMetadataResponse(**v2.server_metadata())
+
+        return await self._answer("ServerMetadata", context, work)
 
     async def ModelReady(self, request: Any, context: Any) -> pb.ModelReadyResponse:
         async def work() -> pb.ModelReadyResponse:
@@ -146,7 +175,12 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
 
 
 async def start_grpc_server(
-    plane: DataPlane, recorder: RequestRecorder, host: str, port: int, shared_port: bool
+    plane: DataPlane,
+    recorder: RequestRecorder,
+    host: str,
+    port: int,
+    shared_port: bool,
+    access: Access | None = None,
 ) -> grpc.aio.Server:
     """Serve V2 over gRPC on host:port; `shared_port` lets every pre-forked worker bind it."""
     limit = plane.settings.server.max_body_bytes
@@ -157,7 +191,9 @@ async def start_grpc_server(
             ("grpc.so_reuseport", 1 if shared_port else 0),
         ]
     )
-    pb_grpc.add_GRPCInferenceServiceServicer_to_server(InferenceServicer(plane, recorder), server)
+    pb_grpc.add_GRPCInferenceServiceServicer_to_server(
+        InferenceServicer(plane, recorder, access), server
+    )
     address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
     try:
         server.add_insecure_port(address)
