@@ -195,8 +195,9 @@ image-test: $(STAMP) ## Build the base image with podman and run the rendered ch
 		|| { echo "error: could not install podman and mmdebstrap (Debian packages)" >&2; exit 1; }; }
 	$(BIN)/python docker/image_test.py
 
-bench: $(STAMP) ## Load benchmark on loopback: floor, reference apps, mda (ONLY=tabular|text; SOAK=600: the soak test)
+bench: $(STAMP) ## Load benchmark on loopback: floor, reference apps, mda (ONLY=tabular|text; BASELINE=<git ref> [PIN=0]: against an earlier version; SOAK=600)
 	@command -v h2load >/dev/null || { echo "installing h2load (apt: nghttp2-client)"; \
 		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nghttp2-client >/dev/null \
 		|| echo "warning: no h2load; the gRPC and REST h2load figures are skipped" >&2; }
-	$(BIN)/python bench/run.py $(if $(SOAK),--soak $(SOAK)) $(if $(ONLY),--only $(ONLY))
+	$(BIN)/python bench/run.py $(if $(SOAK),--soak $(SOAK)) $(if $(ONLY),--only $(ONLY)) \
+		$(if $(BASELINE),--baseline $(BASELINE) --pin $(or $(PIN),1) $(if $(ROUNDS),--rounds $(ROUNDS)))

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 
+import baseline
 import h2load
 import interrupt
 import loadgen
@@ -230,6 +231,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--only", choices=["tabular", "text"], help="run only the tabular or the text scenarios"
     )
     parser.add_argument(
+        "--baseline", metavar="REF", help="compare with this git ref instead (see baseline.py)"
+    )
+    parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds (baseline)")
+    parser.add_argument(
+        "--pin", type=int, choices=[0, 1], default=1,
+        help="baseline: server on one core, load generator on another (1, the default)",
+    )  # fmt: skip
+    parser.add_argument(
         "--soak", type=float, metavar="SECONDS", help="run the soak test this long instead"
     )
     return parser.parse_args(argv)
@@ -243,6 +252,12 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="mda-bench-") as tmp:
         if args.soak:
             return soak.run(Path(tmp), args.soak, args.json, info)
+        if args.baseline:
+            seconds = args.duration or (1.0 if args.quick else 3.0)
+            warmup = args.warmup if args.warmup is not None else 0.5
+            return baseline.run(
+                args.baseline, Path(tmp), args.rounds, seconds, warmup, bool(args.pin)
+            )
         duration = args.duration or (1.0 if args.quick else 5.0)
         warmup = args.warmup if args.warmup is not None else (0.3 if args.quick else 1.0)
         bench = Bench(duration, warmup)

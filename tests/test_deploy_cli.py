@@ -174,7 +174,8 @@ def test_new_model_refuses_options_the_server_would_refuse(repo: Path) -> None:
     result = mda("new-model", "m", "--inputs", "age", cwd=repo)
     assert result.returncode == 2 and "'age' is not NAME:TYPE" in result.stderr
     assert_one_line_error(
-        mda("new-model", "m", "--inputs", "a:TEXT", cwd=repo), "inputs.0.datatype"
+        mda("new-model", "m", "--inputs", "a:TEXT", cwd=repo),
+        "--inputs a: 'TEXT' is not a datatype",
     )
     assert_one_line_error(mda("new-model", "m", "--bucket", 'a"b', cwd=repo), "quotes")
     assert _tree(repo) == before

@@ -169,8 +169,9 @@ def test_a_bad_datatype_is_named_alone(tmp_path: Path) -> None:
         [*MDA, "new-model", "churn", "--inputs", "age:INTEGER", "--root", str(tmp_path)],
         capture_output=True, text=True,
     )  # fmt: skip
-    assert run.returncode != 0
-    assert "age: 'INTEGER' is not a datatype" in run.stderr
+    assert run.returncode == 1
+    assert run.stderr.startswith("mda: error: --inputs age: 'INTEGER' is not a datatype")
+    assert run.stderr.count("\n") == 1
     assert "Tuple should have" not in run.stderr
 
 

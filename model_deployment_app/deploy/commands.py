@@ -162,28 +162,35 @@ def _add_new_model(subparsers: Any) -> None:
 
 
 def _input_specs(text: str) -> tuple[tuple[str, str], ...]:
-    """`age:INT64,city:BYTES` as ((name, datatype), ...); a bad datatype is named alone."""
-    from typing import get_args
-
-    from model_deployment_app.config import Datatype
-
-    known = get_args(Datatype)
+    """`age:INT64,city:BYTES` as ((name, datatype), ...); `_new_model` checks the types."""
     specs = []
     for item in text.split(","):
         name, colon, datatype = item.strip().rpartition(":")
         if not colon or not name or not datatype:
             raise argparse.ArgumentTypeError(f"{item.strip()!r} is not NAME:TYPE")
-        if datatype.upper() not in known:
-            raise argparse.ArgumentTypeError(
-                f"{name}: {datatype!r} is not a datatype; use one of {', '.join(known)}"
-            )
         specs.append((name, datatype.upper()))
     return tuple(specs)
+
+
+def _check_datatypes(specs: tuple[tuple[str, str], ...]) -> None:
+    """A bad datatype named alone, in one line."""
+    from typing import get_args
+
+    from model_deployment_app.config import Datatype
+
+    known = get_args(Datatype)
+    for name, datatype in specs:
+        if datatype not in known:
+            raise UserError(
+                f"--inputs {name}: {datatype!r} is not a datatype; use one of {', '.join(known)}"
+            )
 
 
 def _new_model(args: argparse.Namespace) -> int:
     from model_deployment_app.deploy.scaffold import ModelSpec, new_model
 
+    if args.inputs:
+        _check_datatypes(args.inputs)
     if args.inputs and args.input_size is not None:
         raise UserError("give --inputs (named columns) or --input-size (a row width), not both")
     if args.model_type == "transformers" and args.input_size is not None:
