@@ -80,7 +80,8 @@ def launch(source: Path, config: Path, port: int, cache: bool, pin: bool) -> ser
         "MDA_HOST": servers.HOST, "MDA_CACHE_ENABLED": "true" if cache else "false",
         "MDA_GRPC_PORT": "0", "MDA_LOG_LEVEL": "warning",
     }  # fmt: skip
-    command = [sys.executable, "-m", "model_deployment_app", "serve"]
+    # -P: the working directory (this checkout) never shadows the package on PYTHONPATH.
+    command = [sys.executable, "-P", "-m", "model_deployment_app", "serve"]
     return servers.Launch((["taskset", "-c", "0"] if pin else []) + command, env, port)
 
 

@@ -4,6 +4,7 @@ Built once at start-up by `load_model`, which refuses (with one line) an artifac
 serve the configured job or width, so a bad model never reports ready.
 """
 
+import functools
 import logging
 import threading
 import time
@@ -51,6 +52,11 @@ class LoadedModel:
     def version(self) -> str:
         """The version V2 advertises: the artifact's sha256, shortened."""
         return self.sha256[:12]
+
+    @functools.cached_property
+    def version_bytes(self) -> bytes:
+        """The version as a response header's value."""
+        return self.version.encode()
 
     @property
     def default_output(self) -> str:

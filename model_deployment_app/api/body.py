@@ -71,20 +71,29 @@ def _gunzip(body: bytes, max_bytes: int) -> bytes:
     return plain
 
 
-# orjson reads an integer past 64 bits as a float: where one may be, the standard library
-# reads it exactly, so a refusal quotes the number the client sent.
-_HUGE_INTEGER = re.compile(rb"\d{20}")
+# orjson reads an integer past 64 bits as a float. Where a refusal may quote one, the body is
+# read again by the standard library (exact integers): on the error path only, as a scan for
+# long digit runs costs more than the parse itself.
+HUGE_INTEGER = re.compile(rb"[0-9]{20}")
+
+
+def parse_json_exactly(body: bytes) -> Any:
+    """The body with every integer exact (the standard library's parse), for an error path
+    that quotes the values a client sent."""
+    try:
+        return json.loads(body)
+    except (ValueError, RecursionError):
+        return parse_json(body)
 
 
 def parse_json(body: bytes) -> Any:
     if not body:
         raise MalformedRequest("empty request body: send JSON")
     problem: Exception | None = None
-    if _HUGE_INTEGER.search(body) is None:
-        try:
-            return orjson.loads(body)
-        except orjson.JSONDecodeError as error:
-            problem = error
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError as error:
+        problem = error
     # NaN and Infinity are not JSON, but Python clients send them: parse them so the row
     # validator can name the value (422) instead of calling the body malformed.
     try:
@@ -131,8 +140,37 @@ def _fallback(value: Any) -> Any:
     raise TypeError(f"cannot serialize {type(value).__name__}")
 
 
+RawHeaders = list[tuple[bytes, bytes]]
+
+
+class JsonResponse(Response):
+    """JSON bytes with their headers built directly: Starlette's own header handling costs
+    more than a whole cached prediction does."""
+
+    media_type = "application/json"
+
+    def __init__(self, content: bytes, status_code: int = 200, raw: RawHeaders = ()) -> None:  # type: ignore[assignment]
+        self.status_code = status_code
+        self.body = content
+        self.background = None
+        self.raw_headers = [
+            (b"content-length", str(len(content)).encode()),
+            (b"content-type", b"application/json"),
+            *raw,
+        ]
+
+
 def json_response(
-    payload: Any, status_code: int = 200, headers: Mapping[str, str] | None = None
+    payload: Any,
+    status_code: int = 200,
+    headers: Mapping[str, str] | None = None,
+    raw: RawHeaders = (),  # type: ignore[assignment]
 ) -> Response:
+    """`payload` as JSON (numpy arrays too); `raw`: headers already as bytes (hot paths)."""
     content = orjson.dumps(payload, default=_fallback, option=_NUMPY)
-    return Response(content, status_code, headers=headers, media_type="application/json")
+    if headers:
+        raw = [
+            *raw,
+            *((k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()),
+        ]
+    return JsonResponse(content, status_code, raw)

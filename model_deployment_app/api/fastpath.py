@@ -42,6 +42,7 @@ class FastPath:
         may call (tokens, rate limits), asked before any route is served."""
         self.app = app
         self.access = access
+        self.guarded = access is not None and access.guards  # every route asks, not only admin
         self.root = root_path.rstrip("/")
         self.root_slash = self.root + "/"
         self.error_response = error_response
@@ -79,9 +80,9 @@ class FastPath:
                 scope["root_path"] = ""
         matched = self._match(path) if scope["method"] == "POST" else None
         access = self.access
-        if access is not None:
+        if access is not None and (self.guarded or matched is None):
             kind: Kind = "api" if matched is not None else route_kind(path)
-            if access.guards or kind == "admin":
+            if self.guarded or kind == "admin":
                 try:
                     await self._guard(access, scope, kind)
                 except ServingError as refused:

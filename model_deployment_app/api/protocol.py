@@ -27,6 +27,48 @@ def _json_reply(status: bytes, message: str) -> bytes:
     )
 
 
+class _OneWritePerResponse:
+    """The transport a request's cycle writes through. uvicorn writes a response's head and
+    its body apart, two syscalls and two TCP segments for every small answer; here the head
+    is held back and leaves with the first body bytes in one write. Anything else (a `100
+    Continue`, a close, every other transport call) passes through, sending a held head
+    first."""
+
+    __slots__ = ("_cycle", "_head", "_sent", "_transport")
+
+    def __init__(self, transport: Any, cycle: Any) -> None:
+        self._transport = transport
+        self._cycle = cycle
+        self._head: bytes | None = None
+        self._sent = False
+
+    def write(self, data: bytes) -> None:
+        head = self._head
+        if head is not None:
+            self._head = None
+            self._transport.writelines((head, data))
+        elif not self._sent and self._cycle.response_started:
+            self._head = data  # the head: it waits for the body
+            return
+        else:
+            self._transport.write(data)
+        self._sent = self._sent or self._cycle.response_started
+
+    def flush(self) -> None:
+        head = self._head
+        if head is not None:
+            self._head = None
+            self._sent = True
+            self._transport.write(head)
+
+    def close(self) -> None:
+        self.flush()
+        self._transport.close()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._transport, name)
+
+
 class GuardedHttpProtocol(HttpToolsProtocol):
     header_timeout: float = 10.0
     body_timeout: float = 30.0
@@ -61,6 +103,15 @@ class GuardedHttpProtocol(HttpToolsProtocol):
     def on_headers_complete(self) -> None:
         super().on_headers_complete()
         self._phase = "body"
+        cycle = self.cycle
+        if cycle is not None:
+            cycle.transport = _OneWritePerResponse(self.transport, cycle)  # type: ignore[assignment]
+
+    def on_response_complete(self) -> None:
+        cycle = self.cycle
+        if cycle is not None and isinstance(cycle.transport, _OneWritePerResponse):
+            cycle.transport.flush()  # a head with no body (HEAD, 204) goes now
+        super().on_response_complete()
 
     def on_message_complete(self) -> None:
         super().on_message_complete()

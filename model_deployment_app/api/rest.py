@@ -7,15 +7,19 @@ from fastapi import APIRouter, Request
 from starlette.responses import Response
 
 from model_deployment_app.api.body import (
+    HUGE_INTEGER,
+    OFF_LOOP_BYTES,
     check_row_count,
     decode,
     json_response,
     parse_json,
+    parse_json_exactly,
     read_body,
 )
 from model_deployment_app.api.errors import documented_errors
 from model_deployment_app.api.fastpath import Endpoint
 from model_deployment_app.codecs.rest import decode_predict
+from model_deployment_app.errors import InvalidInput
 from model_deployment_app.handler import DataPlane
 from model_deployment_app.inputs import ModelInput
 from model_deployment_app.schema import InputSchema
@@ -80,29 +84,36 @@ _PREDICT_BODY: dict[str, Any] = {
 
 
 def _decode(body: bytes, schema: InputSchema, max_rows: int) -> ModelInput:
-    # Booleans are only possible where the JSON spells them: a byte search is cheaper than
-    # looking at every value's type.
-    bools_possible = b"true" in body or b"false" in body
-    return decode_predict(parse_json(body), schema, max_rows, bools_possible=bools_possible)
+    try:
+        return decode_predict(parse_json(body), schema, max_rows)
+    except InvalidInput:
+        if HUGE_INTEGER.search(body) is None:
+            raise
+        # Refused, and an integer past 64 bits may be why: refuse it as the client wrote it.
+        return decode_predict(parse_json_exactly(body), schema, max_rows)
 
 
 def predict_endpoint(plane: DataPlane) -> Endpoint:
     limits = plane.settings.server
-    track = limits.track
+    track = (b"model-track", limits.track.encode())
 
     async def predict(request: Request) -> Response:
         """Classification: a probability row per instance and the classes; regression: values."""
         model = plane.require_model()
         body = await read_body(request, limits.max_body_bytes)
-        if model.schema.layout == "tensor":
-            check_row_count(body, limits.max_rows)
-        rows = await decode(body, partial(_decode, schema=model.schema, max_rows=limits.max_rows))
+        if len(body) < OFF_LOOP_BYTES:  # the usual case, decoded here and now
+            rows = _decode(body, model.schema, limits.max_rows)
+        else:
+            if model.schema.layout == "tensor":
+                check_row_count(body, limits.max_rows)
+            decoder = partial(_decode, schema=model.schema, max_rows=limits.max_rows)
+            rows = await decode(body, decoder)
         predictions = await plane.infer(model, rows, model.default_output)
-        version = {"model-version": model.version, "model-track": track}  # who answered
+        answered = [(b"model-version", model.version_bytes), track]  # who answered
         if model.classes is not None:
             payload = {"predictions": predictions, "classes": model.classes}
-            return json_response(payload, headers=version)
-        return json_response({"predictions": predictions}, headers=version)
+            return json_response(payload, raw=answered)
+        return json_response({"predictions": predictions}, raw=answered)
 
     return predict
 

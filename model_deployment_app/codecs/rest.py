@@ -40,10 +40,8 @@ def _named_only(schema: InputSchema) -> InvalidInput:
     )
 
 
-def decode_predict(
-    payload: Any, schema: InputSchema, max_rows: int, *, bools_possible: bool = True
-) -> ModelInput:
-    """The rows of a `/predict` body, for `schema` (`bools_possible`: see `to_rows`)."""
+def decode_predict(payload: Any, schema: InputSchema, max_rows: int) -> ModelInput:
+    """The rows of a `/predict` body, for `schema`."""
     if isinstance(payload, dict):
         if "instances" in payload:
             instances = payload["instances"]
@@ -64,7 +62,7 @@ def decode_predict(
     if schema.layout == "tensor":
         if isinstance(instances, list) and instances and isinstance(instances[0], dict):
             raise _named_only(schema)
-        rows = to_rows(instances, schema.width, max_rows, bools_possible=bools_possible)
+        rows = to_rows(instances, schema.width, max_rows)
         return check_range(rows, schema.value_limit)
     check_count(instances, max_rows)
     first = instances[0]

@@ -49,10 +49,8 @@ def check_count(rows: Any, max_rows: int, what: str = "rows") -> None:
     check_row_total(len(rows), max_rows)
 
 
-def to_rows(rows: Any, width: int, max_rows: int, *, bools_possible: bool = True) -> np.ndarray:
-    """Validate `rows` (a list of rows of `width` numbers) into a float64 array.
-    `bools_possible=False`: the caller knows the JSON held no `true`/`false`, which spares
-    the scan for booleans among numbers (numpy would take them for 1 and 0)."""
+def to_rows(rows: Any, width: int, max_rows: int) -> np.ndarray:
+    """Validate `rows` (a list of rows of `width` numbers) into a float64 array."""
     check_count(rows, max_rows)
     try:
         array = np.array(rows)
@@ -60,7 +58,8 @@ def to_rows(rows: Any, width: int, max_rows: int, *, bools_possible: bool = True
         raise InvalidInput(_first_problem(rows, width)) from None
     if array.dtype.kind not in _NUMERIC_KINDS or array.ndim != 2 or array.shape[1] != width:
         raise InvalidInput(_first_problem(rows, width))
-    if bools_possible and bool in set(map(type, chain.from_iterable(rows))):
+    # numpy reads true and false as 1 and 0: only where a 1 or a 0 is, can one have been.
+    if ((array == 0) | (array == 1)).any() and bool in set(map(type, chain.from_iterable(rows))):
         raise InvalidInput(_first_problem(rows, width))
     array = array.astype(np.float64, copy=False)
     if not np.isfinite(array).all():
