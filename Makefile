@@ -65,11 +65,12 @@ $(PEERS_STAMP): tests/peers/requirements.txt
 
 peers: $(PEERS_STAMP) ## Install the peers' client libraries into .venv-peers (for the tests)
 
-system-deps: ## Install redis-server from Debian when missing (tests start a real one)
-	@command -v redis-server >/dev/null || { \
-		echo "installing redis-server (apt)"; \
-		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null) \
-		|| { echo "error: could not install redis-server; install it (Debian: apt-get install redis-server)" >&2; exit 1; }; }
+system-deps: ## Install redis-server, chromium and chromium-driver from Debian when missing (the tests use them)
+	@command -v redis-server >/dev/null && command -v chromium >/dev/null && command -v chromedriver >/dev/null || { \
+		echo "installing redis-server, chromium, chromium-driver (apt)"; \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server \
+			chromium chromium-driver >/dev/null) \
+		|| { echo "error: could not install redis-server, chromium and chromium-driver (Debian: apt-get install redis-server chromium chromium-driver)" >&2; exit 1; }; }
 
 GRPC_PORT ?= 8081
 run: $(SERVE_STAMP) ## Serve a demo model (iris, trained here) on localhost (PORT=8080, GRPC_PORT=8081)

@@ -32,7 +32,7 @@ def route_kind(path: str) -> Kind:
         return "metrics"
     if path.startswith("/v2/repository/"):
         return "admin"
-    if path == "/" or path.startswith("/playground/"):
+    if path == "/":
         return "page"
     return "api"
 

@@ -77,11 +77,29 @@ class ModelConfig(_Strict):
     model: ModelSource
     input_size: int | None = Field(default=None, alias="inputSize", gt=0, le=1_000_000)
     inputs: tuple[InputSpec, ...] | None = Field(default=None, min_length=1, max_length=10_000)
+    examples: tuple[Any, ...] | None = Field(default=None, min_length=1, max_length=20)
+    """A few inputs the playground offers as buttons: rows of numbers, records, or texts."""
 
     @property
     def is_folder(self) -> bool:
         """The artifact is a folder (a transformers `save_pretrained` folder), not a file."""
         return self.model_type == "transformers"
+
+    @model_validator(mode="after")
+    def _examples_fit(self) -> "ModelConfig":
+        for index, example in enumerate(self.examples or ()):
+            if self.input_size is not None:
+                fits = isinstance(example, list) and len(example) == self.input_size
+                wanted = f"a list of {self.input_size} numbers"
+            elif self.inputs is not None and len(self.inputs) > 1:
+                fits = isinstance(example, dict) and set(example) == {i.name for i in self.inputs}
+                wanted = "a record of the inputs (" + ", ".join(i.name for i in self.inputs) + ")"
+            else:
+                fits = isinstance(example, str)
+                wanted = "a text"
+            if not fits:
+                raise ValueError(f"examples[{index}]: expected {wanted}")
+        return self
 
     @model_validator(mode="after")
     def _one_input_form(self) -> "ModelConfig":

@@ -50,6 +50,8 @@ class ServerSettings(_Env):
     """Comma-separated extra types an operator vouches for when loading skops artifacts."""
     graceful_shutdown_seconds: float = Field(default=25.0, ge=0)
     """On SIGTERM, how long requests in flight may finish; then they get a JSON 503."""
+    playground: bool = True
+    """Serve the playground page at / (a form to try the model in a browser)."""
     log_level: str = "info"
     """uvicorn log level."""
     access_log: bool = False

@@ -137,3 +137,17 @@ def test_a_relative_path_is_read_from_the_config_files_folder(
     )
     monkeypatch.chdir(tmp_path)
     assert load_config(config).model.path == str(folder / "sub" / "m.joblib")  # type: ignore[union-attr]
+
+
+def test_examples_must_fit_the_input_form() -> None:
+    base = {
+        "modelType": "joblib",
+        "job": "classification",
+        "model": {"method": "LOCAL", "path": "m"},
+    }
+    assert parse_config({**base, "inputSize": 2, "examples": [[1, 2]]}).examples == ([1, 2],)
+    with pytest.raises(StartupError, match=r"examples\[0\]: expected a list of 2 numbers"):
+        parse_config({**base, "inputSize": 2, "examples": [[1, 2, 3]]})
+    inputs = [{"name": "age", "datatype": "INT64"}, {"name": "city", "datatype": "BYTES"}]
+    with pytest.raises(StartupError, match=r"examples\[1\]: expected a record of the inputs"):
+        parse_config({**base, "inputs": inputs, "examples": [{"age": 1, "city": "x"}, [1, "x"]]})

@@ -40,6 +40,7 @@ Try it:
   curl -s $MODEL_URL/v2/health/ready
   curl -s -X POST $MODEL_URL/predict -H 'Content-Type: application/json' -d '{"instances": [{{ include "mda-template.exampleRow" . }}]}'
 
+Try it in a browser, on a form drawn from the model's inputs: $MODEL_URL/
 Prometheus metrics: $MODEL_URL/metrics
 {{- if .Values.auth.enabled }}
 

@@ -122,6 +122,10 @@ def create_app(
     routers = [rest_router(predict), v2_router(plane, infer), repository_router(plane, watcher)]
     for router in routers:
         app.include_router(router)
+    if settings.server.playground:
+        from model_deployment_app.api.playground import playground_router
+
+        app.include_router(playground_router(plane, source))
     hot_routes = [
         (route, route.endpoint)  # type: ignore[attr-defined]
         for router in routers
