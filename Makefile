@@ -201,4 +201,4 @@ bench: $(STAMP) ## Load benchmark on loopback: floor, reference apps, mda (ONLY=
 		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nghttp2-client >/dev/null \
 		|| echo "warning: no h2load; the gRPC and REST h2load figures are skipped" >&2; }
 	$(BIN)/python bench/run.py $(if $(SOAK),--soak $(SOAK)) $(if $(ONLY),--only $(ONLY)) \
-		$(if $(BASELINE),--baseline $(BASELINE) --pin $(or $(PIN),1) $(if $(ROUNDS),--rounds $(ROUNDS)))
+		--pin $(or $(PIN),1) $(if $(BASELINE),--baseline $(BASELINE) $(if $(ROUNDS),--rounds $(ROUNDS)))

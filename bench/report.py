@@ -25,6 +25,8 @@ REFERENCE_BATCH = "reference app 64-row"
 BINARY_BATCH = "mda V2 64-row binary"
 H2_REST = "mda REST (h2load, HTTP/1.1)"
 H2_GRPC = "mda gRPC (h2load, HTTP/2)"
+GUARDED_UNCACHED = "mda uncached, token + limit"
+GUARDED_CACHED = "mda cached, token + limit"
 NO_SWAP = "mda uncached, no swap"
 SWAPS = "mda uncached, 2 model swaps"
 
@@ -228,6 +230,22 @@ def targets(measurements: list[Measurement], pss: Memory) -> list[Target]:
                 1.0,
             )
             for c in (10, 50)
+        ),
+        Target(
+            "logreg, 10 clients: 64-row JSON rows/s >= 1.2x reference 64-row",
+            _div(rate("logreg", BATCH, 10), rate("logreg", REFERENCE_BATCH, 10)),
+            1.2,
+        ),
+        *(
+            Target(
+                f"logreg, 10 clients: {what} with a token and a rate limit >= 0.95x without",
+                _div(rate("logreg", guarded, 10), rate("logreg", plain, 10)),
+                0.95,
+            )
+            for what, guarded, plain in (
+                ("uncached", GUARDED_UNCACHED, UNCACHED),
+                ("cached", GUARDED_CACHED, CACHED),
+            )
         ),
         Target(
             "forest: PSS of 4 workers < 1.5x PSS of 1 worker",

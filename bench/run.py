@@ -33,6 +33,8 @@ from report import (
     BINARY_BATCH,
     CACHED,
     FLOOR,
+    GUARDED_CACHED,
+    GUARDED_UNCACHED,
     H2_GRPC,
     H2_REST,
     NO_SWAP,
@@ -208,6 +210,19 @@ def run_scenarios(bench: Bench, workdir: Path) -> None:
             uncached.append(binary)
             bench.serve_h2load(model)
             bench.serve_swaps(workdir, single.bodies)
+            # Tokens on and a rate limit far above the load: what closing a model costs.
+            tokens = workdir / "bench-tokens"
+            tokens.write_text("bench-token-0123456789\n")
+            auth = {"Authorization": "Bearer bench-token-0123456789"}
+            guarded = partial(mda, api_tokens_file=str(tokens), rate_limit="1000000/second")
+            bench.serve(
+                model.name, GUARDED_UNCACHED, partial(guarded, cache=False),
+                [Scenario(GUARDED_UNCACHED, single.bodies, headers=auth)],
+            )  # fmt: skip
+            bench.serve(
+                model.name, GUARDED_CACHED, partial(guarded, cache=True),
+                [Scenario(GUARDED_CACHED, cached.bodies, headers=auth)],
+            )  # fmt: skip
         bench.serve(model.name, UNCACHED, partial(mda, cache=False), uncached)
         bench.serve(
             model.name, CACHED, partial(mda, cache=True), [cached_records if mixed else cached]
@@ -236,7 +251,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds (baseline)")
     parser.add_argument(
         "--pin", type=int, choices=[0, 1], default=1,
-        help="baseline: server on one core, load generator on another (1, the default)",
+        help="servers on one core, the load generator on another (1, the default; the text "
+        "scenarios always share every core)",
     )  # fmt: skip
     parser.add_argument(
         "--soak", type=float, metavar="SECONDS", help="run the soak test this long instead"
@@ -262,7 +278,16 @@ def main(argv: list[str] | None = None) -> int:
         warmup = args.warmup if args.warmup is not None else (0.3 if args.quick else 1.0)
         bench = Bench(duration, warmup)
         if args.only != "text":
+            pinned = bool(args.pin) and len(os.sched_getaffinity(0)) >= 2
+            everything = os.sched_getaffinity(0)
+            if pinned:
+                servers.PIN_CORE = 0
+                os.sched_setaffinity(0, everything - {0})
+            print(f"tabular scenarios: {'each server pinned to core 0' if pinned else 'unpinned'}",
+                  file=sys.stderr)  # fmt: skip
             run_scenarios(bench, Path(tmp))
+            servers.PIN_CORE = None
+            os.sched_setaffinity(0, everything)
         text = None
         if args.only != "tabular":
             text = text_bench.run(Path(tmp), duration, warmup, bench.failures)

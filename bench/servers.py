@@ -36,6 +36,10 @@ class Launch:
     port: int
 
 
+# Set by `--pin`: the core every server is started on (the load generator keeps the others).
+PIN_CORE: int | None = None
+
+
 def free_port() -> int:
     """A TCP port free on the loopback interface right now."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
@@ -73,9 +77,12 @@ def running(name: str, launch: Launch, timeout_s: float = 120.0) -> Iterator[int
     """Run a server until the block ends (even on error or Ctrl-C), yielding its pid once it
     answers GET /v2/health/ready with 200. Its output is shown if it fails to start."""
     with tempfile.TemporaryFile() as log:
+        command = launch.command
+        if PIN_CORE is not None and command[0] != "taskset":
+            command = ["taskset", "-c", str(PIN_CORE), *command]
         try:
             process = subprocess.Popen(
-                launch.command,
+                command,
                 env={**os.environ, **launch.env},
                 stdin=subprocess.DEVNULL,
                 stdout=log,

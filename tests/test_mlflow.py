@@ -154,3 +154,29 @@ def test_bad_registries_are_refused_in_one_line(
     line = refusal(start_server, mlflow_config(tmp_path, "models:/known@prod"), **unreachable)
     assert "cannot resolve models:/known@prod in MLflow" in line
     assert time.monotonic() - started < 60
+
+
+def test_a_transformers_folder_logged_as_artifacts_is_served(
+    mlflow_server: str, start_server: Start, tmp_path: Path
+) -> None:
+    pytest.importorskip("transformers")
+    from tests.text_models import build_text_classifier, forward
+
+    folder = build_text_classifier(tmp_path / "sentiment")
+    version = str(
+        run_peer("mlflow_registry.py", mlflow_server, "register", "sentiment", str(folder),
+                 "folder", "champion")["version"]
+    )  # fmt: skip
+    config = tmp_path / "config.yaml"
+    config.write_text(yaml.safe_dump({
+        "name": "sentiment", "modelType": "transformers", "job": "classification",
+        "model": {"method": "MLFLOW", "modelUri": "models:/sentiment@champion"},
+    }))  # fmt: skip
+    server = start_server(config, MLFLOW_TRACKING_URI=mlflow_server)
+    texts = ["loved it", "a dull and slow story"]
+    answer = httpx.post(f"{server.url}/predict", json={"text": texts})
+    assert answer.status_code == 200, answer.text
+    logits = forward(folder, texts)
+    expected = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+    np.testing.assert_allclose(answer.json()["predictions"], expected, atol=1e-5)
+    assert version

@@ -1,10 +1,12 @@
 """Register models in a real MLflow tracking server, as a training job would.
 
     mlflow_registry.py URL register NAME MODEL.joblib sklearn|file [ALIAS]
+    mlflow_registry.py URL register NAME FOLDER folder [ALIAS]
     mlflow_registry.py URL alias NAME ALIAS VERSION
 
 `sklearn` logs the estimator with the scikit-learn flavour (mlflow.sklearn.log_model); `file`
-logs the joblib file itself as the model's only artifact. Prints {"version": "<n>"}.
+logs the joblib file itself as the model's only artifact; `folder` logs a folder (a
+transformers `save_pretrained` folder) as the model's artifacts. Prints {"version": "<n>"}.
 """
 
 import contextlib
@@ -32,6 +34,10 @@ with mlflow.start_run() as run:
     if flavor == "sklearn":
         info = mlflow.sklearn.log_model(joblib.load(artifact), name="model")
         version = mlflow.register_model(info.model_uri, name).version
+    elif flavor == "folder":
+        mlflow.log_artifacts(artifact, artifact_path="model")
+        source = f"{run.info.artifact_uri}/model"
+        version = client.create_model_version(name, source, run_id=run.info.run_id).version
     else:
         with tempfile.TemporaryDirectory() as tmp:
             folder = Path(tmp) / "model"
