@@ -42,11 +42,16 @@ class LoadedModel:
     load_seconds: float = 0.0
     outputs: tuple[str, ...] = field(default=())
     source_token: str = ""  # what the source said its version was when this was fetched
+    _prefixes: dict[str, bytes] = field(default_factory=dict, repr=False)
 
     def cache_prefix(self, output: str) -> bytes:
         """Cache keys of this artifact, schema and output: another version (or the same
         artifact served with other column types) never shares cached answers."""
-        return f"mda:{self.sha256}:{self.schema.fingerprint}:{output}:".encode()
+        prefix = self._prefixes.get(output)
+        if prefix is None:
+            prefix = f"mda:{self.sha256}:{self.schema.fingerprint}:{output}:".encode()
+            self._prefixes[output] = prefix
+        return prefix
 
     @property
     def version(self) -> str:

@@ -3,6 +3,12 @@
 With `MDA_REDIS_URL` the count lives in Redis and is shared by every replica and worker, so
 the limit holds for the model, not per pod. If Redis fails, this pod counts alone (in
 memory) and says so once, then tries Redis again after a pause.
+
+The count is a fixed window, in memory as in Redis: one counter per caller and period,
+constant time a request (a caller can fit up to twice the limit across a window's edge).
+`limits`' moving window keeps every hit in a list, and its memory storage sweeps expired
+keys from a new timer thread every 10 ms under load, a thread that contends for the GIL with
+every request: here the sweep runs inline once a second instead (reads expire keys anyway).
 """
 
 import logging
@@ -29,15 +35,32 @@ def parse_rate(text: str) -> Any:
         ) from None
 
 
+def _memory_storage() -> Any:
+    from limits.storage import MemoryStorage
+
+    class InlineSweepMemoryStorage(MemoryStorage):
+        _next_sweep = 0.0
+
+        def _MemoryStorage__schedule_expiry(self) -> None:  # replaces the timer thread's
+            now = time.monotonic()
+            if now >= self._next_sweep:
+                self._next_sweep = now + 1.0
+                sweep = getattr(self, "_MemoryStorage__expire_events", None)
+                if sweep is not None:
+                    sweep()
+
+    return InlineSweepMemoryStorage()
+
+
 class RateLimiter:
     def __init__(self, rate: str, redis_url: str | None = None, timeout_s: float = 0.05) -> None:
-        from limits.aio.storage import MemoryStorage
-        from limits.aio.strategies import FixedWindowRateLimiter, MovingWindowRateLimiter
+        from limits.strategies import FixedWindowRateLimiter
 
         self.rate = parse_rate(rate)
-        self._local = MovingWindowRateLimiter(MemoryStorage())
+        self._local = FixedWindowRateLimiter(_memory_storage())
         self._shared: Any = None
         if redis_url:
+            from limits.aio import strategies
             from limits.aio.storage import RedisStorage
 
             uri = "async+" + redis_url if not redis_url.startswith("async+") else redis_url
@@ -46,9 +69,18 @@ class RateLimiter:
                 socket_timeout=timeout_s, socket_connect_timeout=timeout_s,
                 key_prefix="mda-rate",
             )  # fmt: skip
-            # A fixed window in Redis: one round trip a request, and close to the moving one.
-            self._shared = FixedWindowRateLimiter(storage)
+            self._shared = strategies.FixedWindowRateLimiter(storage)  # one round trip a request
         self._shared_down_until = 0.0
+
+    @property
+    def shared(self) -> bool:
+        return self._shared is not None
+
+    def hit_here(self, caller: str) -> float | None:
+        """`hit`, counted in this pod alone (no Redis): without an await."""
+        if self._local.hit(self.rate, caller):
+            return None
+        return self._wait(self._local.get_window_stats(self.rate, caller))
 
     async def hit(self, caller: str) -> float | None:
         """Count one request of `caller`: None if it is within the limit, else the seconds
@@ -66,13 +98,16 @@ class RateLimiter:
                     log.warning("rate limit: Redis failed (%s); counting in this pod alone",
                                 type(error).__name__)  # fmt: skip
                 self._shared_down_until = time.monotonic() + REDIS_RETRY_SECONDS
-        if await limiter.hit(self.rate, caller):
+        if limiter.hit(self.rate, caller):
             return None
-        return await self._retry_after(limiter, caller)
+        return self._wait(limiter.get_window_stats(self.rate, caller))
 
     async def _retry_after(self, limiter: Any, caller: str) -> float:
         try:
-            stats = await limiter.get_window_stats(self.rate, caller)
-            return max(1.0, math.ceil(stats.reset_time - time.time()))
+            return self._wait(await limiter.get_window_stats(self.rate, caller))
         except Exception:
             return float(self.rate.get_expiry())
+
+    def _wait(self, stats: Any) -> float:
+        """Whole seconds until the window lets the caller in again (at least 1)."""
+        return max(1.0, math.ceil(stats.reset_time - time.time()))

@@ -18,6 +18,9 @@ log = logging.getLogger(__name__)
 
 # How often the file is looked at (a stat), at most: a change is honoured within this.
 RECHECK_SECONDS = 1.0
+# Tokens already found good are remembered (until the file changes), so a client's every
+# call is one dictionary look-up; a token never accepted is checked in full every time.
+REMEMBERED = 1024
 
 
 def _digest(token: str) -> bytes:
@@ -32,6 +35,7 @@ class TokenFile:
         self._stamp: tuple[int, int, int] | None = None
         self._checked = 0.0
         self._unreadable = False
+        self._accepted: set[str] = set()
         if not self._reload():
             raise StartupError(f"{setting}: cannot read the token file {path}")
 
@@ -51,6 +55,7 @@ class TokenFile:
             return False
         tokens = [line.strip() for line in lines if line.strip() and not line.startswith("#")]
         self._digests = tuple(_digest(token) for token in tokens)
+        self._accepted = set()  # a revoked token must be checked again
         if self._stamp is not None:
             log.info("%s changed: %d token(s) now accepted", self.setting, len(tokens))
         elif not tokens:
@@ -64,8 +69,14 @@ class TokenFile:
         if now - self._checked >= RECHECK_SECONDS:
             self._checked = now
             self._reload()
+        if token in self._accepted:
+            return True
         presented = _digest(token)
         found = False
         for digest in self._digests:
             found |= hmac.compare_digest(digest, presented)
+        if found:
+            if len(self._accepted) >= REMEMBERED:
+                self._accepted.clear()
+            self._accepted.add(token)
         return found

@@ -6,8 +6,13 @@ tokenizer, and a DistilBERT sequence-classification head with random weights, wr
 DistilBERT-base's size.
 """
 
+import os
 from pathlib import Path
 from typing import Any
+
+# No progress bars in test and bench output, and never a hub.
+os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 SENTENCES = [
     "a great film with wonderful acting",

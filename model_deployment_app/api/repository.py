@@ -15,7 +15,7 @@ from model_deployment_app.lifecycle import ModelWatcher
 def repository_router(plane: DataPlane, watcher: ModelWatcher | None) -> APIRouter:
     router = APIRouter(prefix="/v2/repository", tags=["v2"])
 
-    @router.post("/models/{name}/load", responses=documented_errors(404, 409, 503))
+    @router.post("/models/{name}/load", responses=documented_errors(401, 403, 404, 409, 429, 503))
     async def load(name: str) -> Response:
         """Load the source's current version of the model now (a no-op when it is the one
         serving); 409, with the old version still serving, when the new one is refused."""

@@ -125,6 +125,6 @@ def rest_router(predict: Endpoint) -> APIRouter:
         predict,
         methods=["POST"],
         openapi_extra={"requestBody": _PREDICT_BODY},
-        responses=documented_errors(400, 408, 413, 415, 422, 503),
+        responses=documented_errors(400, 401, 408, 413, 415, 422, 429, 503),
     )
     return router

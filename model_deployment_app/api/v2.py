@@ -106,7 +106,7 @@ def v2_router(plane: DataPlane, infer: Endpoint) -> APIRouter:
     async def server_metadata() -> Response:
         return json_response(v2.server_metadata())
 
-    @router.get("/models/{name}", responses=documented_errors(404, 503))
+    @router.get("/models/{name}", responses=documented_errors(401, 404, 429, 503))
     async def model_metadata(name: str) -> Response:
         return json_response(v2.metadata(v2.model_for(plane, name)))
 
@@ -133,7 +133,7 @@ def v2_router(plane: DataPlane, infer: Endpoint) -> APIRouter:
             infer,
             methods=["POST"],
             openapi_extra={"requestBody": _INFER_BODY, "parameters": parameters},
-            responses=documented_errors(400, 404, 408, 413, 415, 422, 503),
+            responses=documented_errors(400, 401, 404, 408, 413, 415, 422, 429, 503),
         )
     return router
 
