@@ -27,10 +27,7 @@ def add_commands(subparsers: Any) -> None:
 
 
 def _percent(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    value = _integer(text)
     if not 0 <= value <= 100:
         raise argparse.ArgumentTypeError(f"{value} is not between 0 and 100")
     return value
@@ -74,11 +71,15 @@ def _promote(args: argparse.Namespace) -> int:
     return 0
 
 
-def _positive_int(text: str) -> int:
+def _integer(text: str) -> int:
     try:
-        value = int(text)
+        return int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+
+
+def _positive_int(text: str) -> int:
+    value = _integer(text)
     if value <= 0:
         raise argparse.ArgumentTypeError(f"{value} is not greater than 0")
     return value
@@ -106,7 +107,7 @@ def _add_new_model(subparsers: Any) -> None:
         type=_positive_int,
         default=None,
         metavar="N",
-        help="features per row, for a model of numbers (default: %(default)s)",
+        help="features per row, for a model of numbers (default: 4)",
     )
     parser.add_argument(
         "--inputs",
