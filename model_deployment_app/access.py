@@ -119,17 +119,38 @@ class Access:
                 raise Unauthorized("the token is not valid")
         return True
 
+    @property
+    def waits(self) -> bool:
+        """Whether a check may wait on Redis (else `check_here` does it all, at once)."""
+        return self.limiter is not None and self.limiter.shared
+
+    def check_here(
+        self, kind: Kind, authorization: str | None, peer: str | None, forwarded: str | None
+    ) -> str | None:
+        """Refuse (401, 403, 429) a request that may not be served now; the caller to count
+        in Redis, when that is still to do (see `waits`)."""
+        token = bearer(authorization)
+        limiter = self.limiter
+        if not self.authorize(kind, token) or limiter is None:
+            return None
+        caller = self.caller(token, peer, forwarded)
+        if limiter.shared:
+            return caller
+        self._refuse_over(limiter.hit_here(caller))
+        return None
+
+    def _refuse_over(self, wait: float | None) -> None:
+        if wait is not None:
+            assert self.limiter is not None
+            raise TooManyRequests(
+                f"over the rate limit of {self.limiter.rate}: retry in {int(wait)} s", wait
+            )
+
     async def check(
         self, kind: Kind, authorization: str | None, peer: str | None, forwarded: str | None
     ) -> None:
         """Refuse (401, 403, 429) a request that may not be served now."""
-        token = bearer(authorization)
-        counted = self.authorize(kind, token)
-        limiter = self.limiter
-        if counted and limiter is not None:
-            caller = self.caller(token, peer, forwarded)
-            wait = await limiter.hit(caller) if limiter.shared else limiter.hit_here(caller)
-            if wait is not None:
-                raise TooManyRequests(
-                    f"over the rate limit of {limiter.rate}: retry in {int(wait)} s", wait
-                )
+        caller = self.check_here(kind, authorization, peer, forwarded)
+        if caller is not None:
+            assert self.limiter is not None
+            self._refuse_over(await self.limiter.hit(caller))

@@ -4,8 +4,9 @@ With `MDA_REDIS_URL` the count lives in Redis and is shared by every replica and
 the limit holds for the model, not per pod. If Redis fails, this pod counts alone (in
 memory) and says so once, then tries Redis again after a pause.
 
-The count is a fixed window, in memory as in Redis: one counter per caller and period,
-constant time a request (a caller can fit up to twice the limit across a window's edge).
+The count is a fixed window, in memory as in Redis: one counter per caller and period
+(a caller can fit up to twice the limit across a window's edge), counted in lots (see
+`RateLimiter`).
 `limits`' moving window keeps every hit in a list, and its memory storage sweeps expired
 keys from a new timer thread every 10 ms under load, a thread that contends for the GIL with
 every request: here the sweep runs inline once a second instead (reads expire keys anyway).
@@ -53,10 +54,17 @@ def _memory_storage() -> Any:
 
 
 class RateLimiter:
+    """Counts each caller's requests in lots of 1 % of the limit (one library call, one Redis
+    round trip, a lot): a caller may go over by less than a lot, and a caller found over the
+    limit is refused at once until its window lets it in again."""
+
     def __init__(self, rate: str, redis_url: str | None = None, timeout_s: float = 0.05) -> None:
         from limits.strategies import FixedWindowRateLimiter
 
         self.rate = parse_rate(rate)
+        self._lot = max(1, int(self.rate.amount) // 100)
+        self._pending: dict[str, int] = {}
+        self._refused_until: dict[str, float] = {}
         self._local = FixedWindowRateLimiter(_memory_storage())
         self._shared: Any = None
         if redis_url:
@@ -76,31 +84,68 @@ class RateLimiter:
     def shared(self) -> bool:
         return self._shared is not None
 
+    def _take(self, caller: str) -> float | int | None:
+        """Before counting: a refusal's wait while the caller is refused, None while its lot
+        is not full (nothing to count yet), else the lot's size to count now."""
+        until = self._refused_until.get(caller)
+        if until is not None:
+            left = until - time.monotonic()
+            if left > 0:
+                return -math.ceil(left)  # negative: a wait, not a lot
+            del self._refused_until[caller]
+        if self._lot == 1:
+            return 1
+        count = self._pending.get(caller, 0) + 1
+        if count < self._lot:
+            if len(self._pending) > 100_000:  # callers seen once, long ago: forget them
+                self._pending.clear()
+            self._pending[caller] = count
+            return None
+        self._pending[caller] = 0
+        return count
+
+    def _refused(self, caller: str, wait: float) -> float:
+        self._refused_until[caller] = time.monotonic() + wait
+        return wait
+
     def hit_here(self, caller: str) -> float | None:
         """`hit`, counted in this pod alone (no Redis): without an await."""
-        if self._local.hit(self.rate, caller):
+        lot = self._take(caller)
+        if lot is None:
             return None
-        return self._wait(self._local.get_window_stats(self.rate, caller))
+        if lot < 0:
+            return float(-lot)
+        if self._local.hit(self.rate, caller, cost=int(lot)):
+            return None
+        return self._refused(caller, self._wait(self._local.get_window_stats(self.rate, caller)))
 
     async def hit(self, caller: str) -> float | None:
         """Count one request of `caller`: None if it is within the limit, else the seconds
         until it may try again."""
+        lot = self._take(caller)
+        if lot is None:
+            return None
+        if lot < 0:
+            return float(-lot)
+        cost = int(lot)
         limiter = self._local
         if self._shared is not None and time.monotonic() >= self._shared_down_until:
             try:
-                allowed = await self._shared.hit(self.rate, caller)
+                allowed = await self._shared.hit(self.rate, caller, cost=cost)
                 if self._shared_down_until:
                     log.warning("rate limit: Redis answers again; counting shared")
                     self._shared_down_until = 0.0
-                return None if allowed else await self._retry_after(self._shared, caller)
+                if allowed:
+                    return None
+                return self._refused(caller, await self._retry_after(self._shared, caller))
             except Exception as error:  # limits' StorageError, or the transport's own
                 if self._shared_down_until == 0.0:
                     log.warning("rate limit: Redis failed (%s); counting in this pod alone",
                                 type(error).__name__)  # fmt: skip
                 self._shared_down_until = time.monotonic() + REDIS_RETRY_SECONDS
-        if limiter.hit(self.rate, caller):
+        if limiter.hit(self.rate, caller, cost=cost):
             return None
-        return self._wait(limiter.get_window_stats(self.rate, caller))
+        return self._refused(caller, self._wait(limiter.get_window_stats(self.rate, caller)))
 
     async def _retry_after(self, limiter: Any, caller: str) -> float:
         try:

@@ -43,6 +43,7 @@ class FastPath:
         self.app = app
         self.access = access
         self.guarded = access is not None and access.guards  # every route asks, not only admin
+        self.waits = access is not None and access.waits
         self.root = root_path.rstrip("/")
         self.root_slash = self.root + "/"
         self.error_response = error_response
@@ -84,7 +85,18 @@ class FastPath:
             kind: Kind = "api" if matched is not None else route_kind(path)
             if self.guarded or kind == "admin":
                 try:
-                    await self._guard(access, scope, kind)
+                    authorization = forwarded = None
+                    for name, value in scope["headers"]:
+                        if name == b"authorization":
+                            authorization = value.decode("latin-1")
+                        elif name == b"x-forwarded-for":
+                            forwarded = value.decode("latin-1")
+                    client = scope.get("client")
+                    peer = client[0] if client else None
+                    if self.waits:  # counted in Redis
+                        await access.check(kind, authorization, peer, forwarded)
+                    else:
+                        access.check_here(kind, authorization, peer, forwarded)
                 except ServingError as refused:
                     route = matched[0].path if matched is not None else f"({kind})"
                     await self._refuse(refused, route, scope, receive, send)
@@ -113,17 +125,6 @@ class FastPath:
             await response(scope, receive, send)
         finally:
             self.recorder.record(route.path, "POST", response.status_code, started)
-
-    @staticmethod
-    async def _guard(access: Access, scope: Scope, kind: Kind) -> None:
-        authorization = forwarded = None
-        for name, value in scope["headers"]:
-            if name == b"authorization":
-                authorization = value.decode("latin-1")
-            elif name == b"x-forwarded-for":
-                forwarded = value.decode("latin-1")
-        client = scope.get("client")
-        await access.check(kind, authorization, client[0] if client else None, forwarded)
 
     async def _refuse(
         self, refused: ServingError, route: str, scope: Scope, receive: Receive, send: Send
