@@ -274,3 +274,26 @@ def test_the_server_answers_under_its_prefix_and_without_it(
         assert f"url: '{prefix}/openapi.json'" in docs
         assert httpx.get(f"{base}/openapi.json").status_code == 200
     assert httpx.get(f"{server.url}/iris-classifierx/predict").status_code == 404
+
+
+def test_notes_show_the_route_the_canarys_share_and_how_to_promote() -> None:
+    from tests.test_charts import _render
+
+    notes = "".join(t for p, t in _render(REPO, MODEL, CANARY).items() if p.endswith("NOTES.txt"))
+    assert f"at /{MODEL}" in notes and "models.example.com" in notes
+    assert f"Canary: 10 % of requests go to {MODEL}-canary" in notes
+    assert f"make k8s-promote MODEL={MODEL}" in notes
+
+
+def test_new_model_writes_a_transformers_chart_the_server_accepts(tmp_path: Path) -> None:
+    from model_deployment_app.deploy.scaffold import ModelSpec, new_model
+
+    repo = _copy_repo(tmp_path)
+    new_model(repo, ModelSpec("sentiment", model_type="transformers", bucket="b", project="p"))
+    objects = _objects(repo, "sentiment")
+    config = yaml.safe_load(_one(objects, "ConfigMap")["data"]["config.yaml"])
+    assert config["modelType"] == "transformers" and config["model"]["blobDir"] == "sentiment/"
+    assert "inputSize" not in config and "inputs" not in config
+    parse_config(config)
+    for obj in objects:
+        kubernetes_validate.validate(obj, KUBE_VERSION, strict=True)
