@@ -105,10 +105,10 @@ proto: ## Regenerate the V2 gRPC modules from model_deployment_app/grpc_v2/grpc_
 		model_deployment_app/grpc_v2/grpc_predict_v2.proto
 
 docs: $(STAMP) ## Build the docs site into site/ (strict: a broken link fails)
-	$(BIN)/mkdocs build --strict --quiet
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet
 
 docs-serve: $(STAMP) ## Serve the docs site on http://127.0.0.1:8000, rebuilt on every change
-	$(BIN)/mkdocs serve --dev-addr 127.0.0.1:8000
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs serve --dev-addr 127.0.0.1:8000
 
 clean: ## Remove the virtual environment and caches
 	rm -rf $(VENV) $(PEERS) $(PROTO_VENV) .pytest_cache .mypy_cache .ruff_cache demo

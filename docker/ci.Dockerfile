@@ -1,6 +1,6 @@
 # syntax=docker/dockerfile:1
 # The CI test image: the repository with every extra installed, plus redis-server (the tests
-# start a real one). `make docker-ci-test` builds it and runs `make test` in it.
+# start a real one), Chromium and its driver (the playground's browser tests), git and npm. `make docker-ci-test` builds it and runs `make test` in it.
 #   docker build -f docker/ci.Dockerfile -t mda-ci . && docker run --rm mda-ci
 FROM python:3.11-slim
 
@@ -10,7 +10,8 @@ ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 PYTHONDONTWRITEBYTECODE=1
 # release, so versions come from the base image's suite.
 # hadolint ignore=DL3008
 RUN apt-get update \
-    && apt-get install -y --no-install-recommends make redis-server \
+    && apt-get install -y --no-install-recommends make redis-server chromium chromium-driver \
+        git npm \
     && rm -rf /var/lib/apt/lists/*
 
 RUN groupadd --gid 10001 mda && useradd --uid 10001 --gid 10001 --create-home mda
@@ -23,13 +24,14 @@ USER 10001:10001
 COPY --chown=10001:10001 pyproject.toml docker/requirements.py ./
 RUN python -m venv .venv \
     && .venv/bin/pip install --no-cache-dir torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu \
-    && python requirements.py torch deploy dev > /tmp/requirements.txt \
+    && python requirements.py torch transformers deploy dev docs > /tmp/requirements.txt \
     && .venv/bin/pip install --no-cache-dir --requirement /tmp/requirements.txt \
     && rm requirements.py
 
 # Then the source, installed without touching the dependencies; the stamp tells make that
 # .venv is complete, so `make test` installs nothing.
 COPY --chown=10001:10001 . .
-RUN .venv/bin/pip install --no-cache-dir --no-deps --editable . && touch .venv/.installed
+RUN .venv/bin/pip install --no-cache-dir --no-deps --editable . \
+    && touch .venv/.installed .venv/.installed-serve
 
 CMD ["make", "test"]

@@ -84,7 +84,7 @@ def test_ci_image_runs_make_test_with_redis_and_every_extra() -> None:
     text = "\n".join(lines)
     assert lines[-1] == 'CMD ["make", "test"]'
     assert "redis-server" in text
-    assert "requirements.py torch deploy dev" in text
+    assert "requirements.py torch transformers deploy dev docs" in text
     assert "touch .venv/.installed" in text  # make test then installs nothing
     assert any(line.startswith("USER ") and "root" not in line for line in lines)
 
