@@ -84,51 +84,57 @@ class RateLimiter:
     def shared(self) -> bool:
         return self._shared is not None
 
-    def _take(self, caller: str) -> float | int | None:
-        """Before counting: a refusal's wait while the caller is refused, None while its lot
-        is not full (nothing to count yet), else the lot's size to count now."""
+    def _still_refused(self, caller: str) -> float | None:
+        """The seconds left of a refusal already given to `caller`, if any."""
         until = self._refused_until.get(caller)
-        if until is not None:
-            left = until - time.monotonic()
-            if left > 0:
-                return -math.ceil(left)  # negative: a wait, not a lot
-            del self._refused_until[caller]
+        if until is None:
+            return None
+        left = until - time.monotonic()
+        if left > 0:
+            return float(math.ceil(left))
+        del self._refused_until[caller]
+        return None
+
+    def _lot_due(self, caller: str) -> int | None:
+        """How many requests of `caller` to count now: None while its lot is filling."""
         if self._lot == 1:
             return 1
         count = self._pending.get(caller, 0) + 1
         if count < self._lot:
-            if len(self._pending) > 100_000:  # callers seen once, long ago: forget them
-                self._pending.clear()
             self._pending[caller] = count
             return None
         self._pending[caller] = 0
         return count
 
     def _refused(self, caller: str, wait: float) -> float:
+        for seen in (self._pending, self._refused_until):
+            if len(seen) > 100_000:  # callers seen once, long ago: forget them
+                seen.clear()
         self._refused_until[caller] = time.monotonic() + wait
         return wait
 
-    def hit_here(self, caller: str) -> float | None:
-        """`hit`, counted in this pod alone (no Redis): without an await."""
-        lot = self._take(caller)
-        if lot is None:
-            return None
-        if lot < 0:
-            return float(-lot)
-        if self._local.hit(self.rate, caller, cost=int(lot)):
+    def _count_here(self, caller: str, cost: int) -> float | None:
+        if self._local.hit(self.rate, caller, cost=cost):
             return None
         return self._refused(caller, self._wait(self._local.get_window_stats(self.rate, caller)))
+
+    def hit_here(self, caller: str) -> float | None:
+        """`hit`, counted in this pod alone (no Redis): without an await."""
+        wait = self._still_refused(caller)
+        if wait is not None:
+            return wait
+        cost = self._lot_due(caller)
+        return None if cost is None else self._count_here(caller, cost)
 
     async def hit(self, caller: str) -> float | None:
         """Count one request of `caller`: None if it is within the limit, else the seconds
         until it may try again."""
-        lot = self._take(caller)
-        if lot is None:
+        wait = self._still_refused(caller)
+        if wait is not None:
+            return wait
+        cost = self._lot_due(caller)
+        if cost is None:
             return None
-        if lot < 0:
-            return float(-lot)
-        cost = int(lot)
-        limiter = self._local
         if self._shared is not None and time.monotonic() >= self._shared_down_until:
             try:
                 allowed = await self._shared.hit(self.rate, caller, cost=cost)
@@ -143,9 +149,7 @@ class RateLimiter:
                     log.warning("rate limit: Redis failed (%s); counting in this pod alone",
                                 type(error).__name__)  # fmt: skip
                 self._shared_down_until = time.monotonic() + REDIS_RETRY_SECONDS
-        if limiter.hit(self.rate, caller, cost=cost):
-            return None
-        return self._refused(caller, self._wait(limiter.get_window_stats(self.rate, caller)))
+        return self._count_here(caller, cost)
 
     async def _retry_after(self, limiter: Any, caller: str) -> float:
         try:

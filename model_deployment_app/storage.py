@@ -121,6 +121,12 @@ def _client(project: str, pid: int) -> Any:
     return storage.Client(project=project)
 
 
+def _objects_under(client: Any, bucket: Any, prefix: str, timeout: float, retry: Any) -> list[Any]:
+    """The objects whose names start with `prefix` (not the folder placeholders)."""
+    listed = client.list_blobs(bucket, prefix=prefix, timeout=timeout, retry=retry)
+    return [b for b in listed if not b.name.endswith("/")]
+
+
 def _gcs_blob(source: GcsSource, deadline: float) -> Any:
     """The object to serve, with its generation: `blobDir` itself, or for a prefix ending
     in `/`, the newest object under it."""
@@ -133,11 +139,7 @@ def _gcs_blob(source: GcsSource, deadline: float) -> Any:
         bucket = client.bucket(source.bucket_name)
         try:
             if source.blob_dir.endswith("/"):
-                blobs = [
-                    b for b in client.list_blobs(
-                        bucket, prefix=source.blob_dir, timeout=timeout, retry=retry
-                    ) if not b.name.endswith("/")
-                ]  # fmt: skip
+                blobs = _objects_under(client, bucket, source.blob_dir, timeout, retry)
                 found = max(blobs, key=lambda b: (b.updated, b.generation)) if blobs else None
             else:
                 found = bucket.get_blob(source.blob_dir, timeout=timeout, retry=retry)
@@ -169,10 +171,7 @@ def _gcs_folder_blobs(source: GcsSource, deadline: float) -> list[Any]:
     with _gcs_errors(uri, deadline):
         client = _client(source.project_name, os.getpid())
         bucket = client.bucket(source.bucket_name)
-        blobs = [
-            b for b in client.list_blobs(bucket, prefix=prefix, timeout=timeout, retry=retry)
-            if not b.name.endswith("/")
-        ]  # fmt: skip
+        blobs = _objects_under(client, bucket, prefix, timeout, retry)
         if not blobs:
             if not bucket.exists(timeout=timeout, retry=retry):
                 raise StartupError(f"bucket gs://{source.bucket_name} does not exist")
@@ -245,16 +244,18 @@ def _first_line(error: BaseException | None) -> str:
     return text.splitlines()[0][:300] if text else ""
 
 
+def _stamp(path: Path) -> str:
+    stat = path.stat()
+    return f"{stat.st_mtime_ns}:{stat.st_size}"
+
+
 def _local_token(path: Path) -> str:
     try:
-        stat = path.stat()
         if path.is_dir():  # a folder: each file's name, mtime and size
-            return _folder_token(
-                [f"{name}:{f.stat().st_mtime_ns}:{f.stat().st_size}" for name, f in _files_of(path)]
-            )
+            return _folder_token([f"{name}:{_stamp(f)}" for name, f in _files_of(path)])
+        return _stamp(path)
     except OSError:
         return "missing"
-    return f"{stat.st_mtime_ns}:{stat.st_size}"
 
 
 def probe(source: Source, deadline: float = 60.0, folder: bool = False) -> str:

@@ -89,7 +89,6 @@ def parse_json_exactly(body: bytes) -> Any:
 def parse_json(body: bytes) -> Any:
     if not body:
         raise MalformedRequest("empty request body: send JSON")
-    problem: Exception | None = None
     try:
         return orjson.loads(body)
     except orjson.JSONDecodeError as error:
@@ -101,9 +100,9 @@ def parse_json(body: bytes) -> Any:
     except ValueError as fallback:
         if "digits" in str(fallback):  # an integer past Python's int-from-text limit
             raise InvalidInput(f"a number in the body is too large: {fallback}") from None
-        raise MalformedRequest(f"malformed JSON: {problem or fallback}") from None
+        raise MalformedRequest(f"malformed JSON: {problem}") from None
     except RecursionError:
-        raise MalformedRequest(f"malformed JSON: {problem or 'nested too deeply'}") from None
+        raise MalformedRequest(f"malformed JSON: {problem}") from None
 
 
 # Bodies past this are decoded in a worker thread: the event loop answers other requests
