@@ -142,6 +142,9 @@ def _warm_up(model: LoadedModel) -> np.ndarray | None:
         return None
 
 
+_CAUSE_GRACE_SECONDS = 2.0
+
+
 def load_model(
     config: ModelConfig, settings: ServerSettings, text: TextModelSettings | None = None
 ) -> LoadedModel:
@@ -158,7 +161,9 @@ def load_model(
     # A daemon thread: one stuck past the deadline never keeps the process from exiting.
     worker = threading.Thread(target=work, name="mda-load", daemon=True)
     worker.start()
-    worker.join(settings.load_timeout_seconds)
+    # The download's own retries stop at the same deadline and then name their cause (GCS
+    # unreachable, say): a moment's grace lets that message, not this generic one, be the line.
+    worker.join(settings.load_timeout_seconds + _CAUSE_GRACE_SECONDS)
     if not outcome:
         raise StartupError(
             f"loading the model took longer than {settings.load_timeout_seconds:g}s "
