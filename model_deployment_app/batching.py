@@ -1,8 +1,15 @@
 """Adaptive batching: concurrent requests share one model call, then each gets its own rows.
 
-One model call runs at a time (in a thread, off the event loop). Requests that arrive while it
-runs queue up and form the next batch, so batches grow with load and a lone request waits for
-nothing. `max_batch_delay_ms` optionally holds a batch open for stragglers.
+One model call runs at a time. Requests that arrive while it runs queue up and form the next
+batch, so batches grow with load and a lone request waits for nothing. `max_batch_delay_ms`
+optionally holds a batch open for stragglers.
+
+A call runs in a thread, off the event loop, unless its key may run inline (`inline`) and the
+last call for that key took less than `inline_below_seconds` (scaled by rows): then it runs on
+the loop itself. Handing a call to a
+thread and its answer back costs tens of microseconds and two context switches, more than a
+small scikit-learn call does; and such a call holds the GIL all along, so the thread would not
+have let the loop serve anyone meanwhile anyway.
 
 A merged call that raises is split in halves and retried, down to single requests, so only the
 requests that cause the failure get it: one bad request never fails the others batched with it.
@@ -10,6 +17,7 @@ requests that cause the failure get it: one bad request never fails the others b
 
 import asyncio
 import contextlib
+import time
 from collections.abc import Callable, Hashable
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
@@ -22,6 +30,7 @@ from model_deployment_app.inputs import ModelInput, concat
 # with equal keys share a call.
 ModelCall = Callable[[Hashable, ModelInput], np.ndarray]
 BatchObserver = Callable[[int, float], None]
+_KEYS_REMEMBERED = 16
 
 
 @dataclass
@@ -39,12 +48,17 @@ class Batcher:
         max_rows: int,
         max_delay_seconds: float = 0.0,
         observe: BatchObserver | None = None,
+        inline_below_seconds: float = 0.0,
+        inline: Callable[[Hashable], bool] = lambda key: True,
     ) -> None:
         self._call = call
         self._executor = executor
         self._max_rows = max_rows
         self._max_delay = max_delay_seconds
         self._observe = observe
+        self._inline_below = inline_below_seconds
+        self._may_inline = inline
+        self._last_call: dict[Hashable, tuple[float, int]] = {}  # key: (seconds, rows)
         self._queue: list[_Pending] = []
         self._queued_rows = 0
         self._wakeup: asyncio.Event | None = None
@@ -108,13 +122,30 @@ class Batcher:
                 if group:
                     await self._run_group(loop, key, group)
 
+    def _runs_inline(self, key: Hashable, rows: int) -> bool:
+        """Whether a call of `rows` rows is expected to be quick enough for the loop: the last
+        call for `key` scaled up to this many rows (never down), under the threshold."""
+        last = self._last_call.get(key)
+        if last is None or not self._may_inline(key):
+            return False  # never measured (the thread measures it), or never inline
+        seconds, measured_rows = last
+        return seconds * max(1.0, rows / measured_rows) < self._inline_below
+
+    def _remember(self, key: Hashable, seconds: float, rows: int) -> None:
+        if key not in self._last_call and len(self._last_call) >= _KEYS_REMEMBERED:
+            self._last_call.clear()  # keys of models no longer served: let them go
+        self._last_call[key] = (seconds, rows)
+
     async def _run_group(
         self, loop: asyncio.AbstractEventLoop, key: Hashable, group: list[_Pending]
     ) -> None:
         rows = concat([p.rows for p in group])
-        started = loop.time()
+        started = time.perf_counter()
         try:
-            result = await loop.run_in_executor(self._executor, self._call, key, rows)
+            if self._runs_inline(key, len(rows)):
+                result = self._call(key, rows)
+            else:
+                result = await loop.run_in_executor(self._executor, self._call, key, rows)
             if len(result) != len(rows):
                 raise RuntimeError(f"the model returned {len(result)} rows for {len(rows)}")
         except Exception as error:
@@ -126,8 +157,10 @@ class Batcher:
             await self._run_group(loop, key, group[:half])
             await self._run_group(loop, key, group[half:])
             return
+        seconds = time.perf_counter() - started
+        self._remember(key, seconds, len(rows))
         if self._observe is not None:
-            self._observe(len(rows), loop.time() - started)
+            self._observe(len(rows), seconds)
         offset = 0
         for pending in group:
             end = offset + len(pending.rows)

@@ -140,3 +140,59 @@ def test_answers_are_right_whatever_the_batch_limit(max_rows: int) -> None:
         answers = run_requests(Batcher(RecordingModel(), pool, max_rows=max_rows), requests)
     for (output, rows), answer in zip(requests, answers, strict=True):
         np.testing.assert_array_equal(answer, expected(output, rows))
+
+
+class ThreadRecordingModel(RecordingModel):
+    """Also remembers which thread ran each call."""
+
+    def __init__(self, delay: float = 0.0) -> None:
+        super().__init__(delay=delay)
+        self.threads: list[str] = []
+
+    def __call__(self, output: str, rows: np.ndarray) -> np.ndarray:
+        self.threads.append(threading.current_thread().name)
+        return super().__call__(output, rows)
+
+
+def sequential_requests(batcher: Batcher, sizes: list[int]) -> list[np.ndarray]:
+    """One request at a time (so each is its own call), each answer awaited."""
+
+    async def go() -> list[np.ndarray]:
+        try:
+            return [await batcher.predict("predict", np.ones((n, 3)) * n) for n in sizes]
+        finally:
+            await batcher.close()
+
+    return asyncio.run(go())
+
+
+def test_a_quick_model_runs_on_the_event_loop_once_measured() -> None:
+    model = ThreadRecordingModel()
+    with ThreadPoolExecutor(1, thread_name_prefix="pool") as pool:
+        batcher = Batcher(model, pool, max_rows=64, inline_below_seconds=0.5)
+        answers = sequential_requests(batcher, [1, 1, 2])
+    assert model.threads[0].startswith("pool")  # never measured yet: the thread measures it
+    assert model.threads[1:] == [threading.main_thread().name] * 2
+    for n, answer in zip([1, 1, 2], answers, strict=True):
+        np.testing.assert_array_equal(answer, np.full(n, 3.0 * n))
+
+
+def test_a_slow_model_and_a_call_scaled_past_the_threshold_stay_in_the_thread() -> None:
+    slow = ThreadRecordingModel(delay=0.02)
+    with ThreadPoolExecutor(1, thread_name_prefix="pool") as pool:
+        sequential_requests(Batcher(slow, pool, max_rows=64, inline_below_seconds=0.01), [1] * 3)
+    assert all(name.startswith("pool") for name in slow.threads)
+
+    quick = ThreadRecordingModel(delay=0.002)  # 2 ms a call: 2 rows inline, 20 rows not
+    with ThreadPoolExecutor(1, thread_name_prefix="pool") as pool:
+        batcher = Batcher(quick, pool, max_rows=64, inline_below_seconds=0.01)
+        sequential_requests(batcher, [1, 1, 20])
+    assert quick.threads[1] == threading.main_thread().name
+    assert quick.threads[2].startswith("pool")
+
+
+def test_without_a_threshold_every_call_runs_in_the_thread() -> None:
+    model = ThreadRecordingModel()
+    with ThreadPoolExecutor(1, thread_name_prefix="pool") as pool:
+        sequential_requests(Batcher(model, pool, max_rows=64), [1, 1, 1])
+    assert all(name.startswith("pool") for name in model.threads)

@@ -124,6 +124,34 @@ def test_idle_and_slow_connections_are_closed_while_others_are_served(
 
 
 @pytest.mark.slow
+def test_a_kept_alive_connection_is_held_to_the_deadlines_of_its_next_request(
+    start_server: Start, write_model: Callable, iris_pipeline: Pipeline
+) -> None:
+    config, _ = write_model(iris_pipeline, job="classification", input_size=4)
+    server = start_server(config, MDA_HEADER_TIMEOUT_SECONDS="1", MDA_BODY_TIMEOUT_SECONDS="1")
+    body = b"[[5.1, 3.5, 1.4, 0.2]]"
+    whole = b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body)
+    for second, words in (
+        (b"POST /predict HTTP/1.1\r\nHost: x\r\n", "headers did not arrive within 1s"),
+        (b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n[[", "body did not"),
+    ):
+        sock = socket.create_connection(("127.0.0.1", server.port))
+        sock.sendall(whole)
+        sock.settimeout(10)
+        first = b""
+        while not first.endswith(b"]}"):  # the whole first answer (head and body)
+            first += sock.recv(65536)
+        assert first.startswith(b"HTTP/1.1 200"), first
+        time.sleep(1.5)  # idle between requests: uvicorn's keep-alive (5 s) lets it be
+        sock.sendall(second)
+        started = time.monotonic()
+        code, reply = json_error(read_all(sock))
+        assert (code, words in reply["error"]) == (408, True), reply
+        assert time.monotonic() - started < 5
+        sock.close()
+
+
+@pytest.mark.slow
 def test_connections_past_the_cap_get_a_json_503(
     start_server: Start, write_model: Callable, iris_pipeline: Pipeline
 ) -> None:

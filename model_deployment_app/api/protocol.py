@@ -7,7 +7,8 @@ writes itself for unparsable HTTP are JSON too, like every other error of this s
 Idle keep-alive connections are closed by uvicorn itself (`timeout_keep_alive`); this closes
 the ones that open and never send a request, or trickle it (slowloris), which uvicorn leaves
 open. The deadline is armed only while a request is incomplete at the end of a read, so a
-request that arrives whole (the usual case) costs no timer at all.
+request that arrives whole (the usual case) costs no timer at all, and the phase is read from
+uvicorn's own state after each read, so no callback of ours runs per request.
 """
 
 import asyncio
@@ -16,7 +17,7 @@ from typing import Any, Literal
 import orjson
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-Phase = Literal["waiting", "headers", "body", "complete"]
+Phase = Literal["waiting", "headers", "body"]
 
 
 def _json_reply(status: bytes, message: str) -> bytes:
@@ -27,48 +28,6 @@ def _json_reply(status: bytes, message: str) -> bytes:
     )
 
 
-class _OneWritePerResponse:
-    """The transport a request's cycle writes through. uvicorn writes a response's head and
-    its body apart, two syscalls and two TCP segments for every small answer; here the head
-    is held back and leaves with the first body bytes in one write. Anything else (a `100
-    Continue`, a close, every other transport call) passes through, sending a held head
-    first."""
-
-    __slots__ = ("_cycle", "_head", "_sent", "_transport")
-
-    def __init__(self, transport: Any, cycle: Any) -> None:
-        self._transport = transport
-        self._cycle = cycle
-        self._head: bytes | None = None
-        self._sent = False
-
-    def write(self, data: bytes) -> None:
-        head = self._head
-        if head is not None:
-            self._head = None
-            self._transport.writelines((head, data))
-        elif not self._sent and self._cycle.response_started:
-            self._head = data  # the head: it waits for the body
-            return
-        else:
-            self._transport.write(data)
-        self._sent = self._sent or self._cycle.response_started
-
-    def flush(self) -> None:
-        head = self._head
-        if head is not None:
-            self._head = None
-            self._sent = True
-            self._transport.write(head)
-
-    def close(self) -> None:
-        self.flush()
-        self._transport.close()
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._transport, name)
-
-
 class GuardedHttpProtocol(HttpToolsProtocol):
     header_timeout: float = 10.0
     body_timeout: float = 30.0
@@ -76,7 +35,6 @@ class GuardedHttpProtocol(HttpToolsProtocol):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self._phase: Phase = "waiting"
         self._deadline: asyncio.TimerHandle | None = None
         self._deadline_phase: Phase | None = None
 
@@ -89,33 +47,23 @@ class GuardedHttpProtocol(HttpToolsProtocol):
 
     def data_received(self, data: bytes) -> None:
         super().data_received(data)
-        phase = self._phase
-        if phase in ("headers", "body"):
-            if self._deadline_phase != phase:
-                self._arm(phase)
-        elif self._deadline is not None:
-            self._disarm()
+        phase = self._awaited()
+        if phase is None:
+            if self._deadline is not None:
+                self._disarm()
+        elif self._deadline_phase != phase:
+            self._arm(phase)
 
-    def on_message_begin(self) -> None:
-        super().on_message_begin()
-        self._phase = "headers"
-
-    def on_headers_complete(self) -> None:
-        super().on_headers_complete()
-        self._phase = "body"
-        cycle = self.cycle
-        if cycle is not None:
-            cycle.transport = _OneWritePerResponse(self.transport, cycle)  # type: ignore[assignment]
-
-    def on_response_complete(self) -> None:
-        cycle = self.cycle
-        if cycle is not None and isinstance(cycle.transport, _OneWritePerResponse):
-            cycle.transport.flush()  # a head with no body (HEAD, 204) goes now
-        super().on_response_complete()
-
-    def on_message_complete(self) -> None:
-        super().on_message_complete()
-        self._phase = "complete"
+    def _awaited(self) -> Phase | None:
+        """What the connection still waits for, read from uvicorn's own state (no parser
+        callback of ours runs per request): a request's headers once it has begun (its scope
+        is new and has no cycle yet), its body once the headers came (the cycle wants more)."""
+        scope, cycle = self.scope, self.cycle
+        if cycle is None or cycle.scope is not scope:
+            return "waiting" if scope is None else "headers"
+        if cycle.more_body and not cycle.response_complete:
+            return "body"
+        return None
 
     def _arm(self, phase: Phase) -> None:
         self._disarm()
@@ -132,8 +80,12 @@ class GuardedHttpProtocol(HttpToolsProtocol):
     def _expired(self, phase: Phase, seconds: float) -> None:
         self._deadline = None
         self._deadline_phase = None
-        if self.cycle is not None and self.cycle.response_started:
+        cycle = self.cycle
+        if phase == "body" and cycle is not None and cycle.response_started:
             return  # the app answered already: its own response ends the exchange
+        if phase != "body" and cycle is not None and not cycle.response_complete:
+            self._arm(phase)  # the request before is still being answered: never cut into it
+            return
         what = "body" if phase == "body" else "headers"
         self._refuse(
             b"408 Request Timeout", f"the request {what} did not arrive within {seconds:g}s"
