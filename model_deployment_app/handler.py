@@ -69,8 +69,8 @@ class DataPlane:
     def _may_inline(key: Hashable) -> bool:
         """scikit-learn models only: torch keeps a thread pool per calling thread, and its
         calls stay on the one model thread."""
-        model, _ = key  # type: ignore[misc]
-        return model.platform == "sklearn"  # type: ignore[no-any-return]
+        model: LoadedModel = key[0]  # type: ignore[index]  # the batch key infer() builds
+        return model.platform == "sklearn"
 
     @staticmethod
     def _call_model(key: Hashable, rows: ModelInput) -> np.ndarray:
