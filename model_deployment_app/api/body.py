@@ -4,7 +4,7 @@ import asyncio
 import json
 import re
 import zlib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
 import numpy as np
@@ -23,15 +23,16 @@ _NUMPY = orjson.OPT_SERIALIZE_NUMPY
 T = TypeVar("T")
 
 
-def _declared_length(request: Request) -> int | None:
-    value = header(request, b"content-length")
-    return int(value) if value is not None and value.isdigit() else None
-
-
 async def read_body(request: Request, max_bytes: int) -> bytes:
     """The whole body, refused with 413 as soon as it passes `max_bytes`. (A body that does
     not arrive in time is the HTTP protocol's to refuse: see `protocol`.)"""
-    declared = _declared_length(request)
+    length = encoding = None
+    for key, value in request.scope["headers"]:  # one pass, without building a Headers
+        if key == b"content-length":
+            length = value
+        elif key == b"content-encoding":
+            encoding = bytes(value)
+    declared = int(length) if length is not None and length.isdigit() else None
     if declared is not None and declared > max_bytes:
         raise PayloadTooLarge(f"request body of {declared} bytes; the limit is {max_bytes}")
     chunks, size, more = [], 0, True
@@ -46,7 +47,6 @@ async def read_body(request: Request, max_bytes: int) -> bytes:
             raise PayloadTooLarge(f"request body over the limit of {max_bytes} bytes")
         chunks.append(chunk)
     body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
-    encoding = header(request, b"content-encoding")
     if encoding is None or encoding.lower() == b"identity":
         return body
     if encoding.lower() == b"gzip":
@@ -142,19 +142,23 @@ def _fallback(value: Any) -> Any:
 RawHeaders = list[tuple[bytes, bytes]]
 
 
-class JsonResponse(Response):
-    """JSON bytes with their headers built directly: Starlette's own header handling costs
-    more than a whole cached prediction does."""
+class BytesResponse(Response):
+    """Bytes with their headers built directly: Starlette's own header handling costs more
+    than a whole cached prediction does."""
 
-    media_type = "application/json"
-
-    def __init__(self, content: bytes, status_code: int = 200, raw: RawHeaders = ()) -> None:  # type: ignore[assignment]
+    def __init__(
+        self,
+        content: bytes,
+        status_code: int = 200,
+        raw: Sequence[tuple[bytes, bytes]] = (),
+        media_type: bytes = b"application/json",
+    ) -> None:
         self.status_code = status_code
         self.body = content
         self.background = None
         self.raw_headers = [
             (b"content-length", str(len(content)).encode()),
-            (b"content-type", b"application/json"),
+            (b"content-type", media_type),
             *raw,
         ]
 
@@ -172,4 +176,4 @@ def json_response(
             *raw,
             *((k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()),
         ]
-    return JsonResponse(content, status_code, raw)
+    return BytesResponse(content, status_code, raw)

@@ -8,6 +8,7 @@ from starlette.responses import Response
 
 from model_deployment_app import v2
 from model_deployment_app.api.body import (
+    BytesResponse,
     check_row_count,
     decode,
     header,
@@ -167,10 +168,7 @@ def infer_endpoint(plane: DataPlane) -> Endpoint:
         if not binary:
             return json_response(reply)
         content, header_size = v2_binary.encode_response(reply, binary)
-        return Response(
-            content,
-            media_type="application/octet-stream",
-            headers={"Inference-Header-Content-Length": str(header_size)},
-        )
+        length = (b"inference-header-content-length", str(header_size).encode())
+        return BytesResponse(content, raw=[length], media_type=b"application/octet-stream")
 
     return infer
