@@ -3,7 +3,8 @@
 The ref is checked out in a temporary git worktree and served by the same interpreter and
 dependencies, with its own package first on the path. The two are run interleaved (current,
 baseline, current, ...: several rounds), each round on a fresh server, on the same model and
-bodies; each figure is the median over rounds, printed as current / baseline. With `PIN=1`
+bodies; each figure is the median over rounds, and the ratio the median of each round's own
+current / baseline (paired, so a machine that drifts between rounds moves both alike). With `PIN=1`
 (the default) the server runs on one core and the load generator on another, as a pod under
 `limits.cpu: 1` would; `PIN=0` lets them share every core.
 """
@@ -138,6 +139,9 @@ def run(ref: str, workdir: Path, rounds: int, seconds: float, warmup: float, pin
             print(f"  {case.name:<30} {case.clients:>7} {shown} {'n/a':>10}   n/a   ({unit})")
             continue
         current, old = statistics.median(mine), statistics.median(theirs)
+        # Each round's own ratio (its two runs are minutes apart at most), then their median:
+        # a machine that slows down or speeds up between rounds moves both sides alike.
+        paired = statistics.median(a / b for a, b in zip(mine, theirs, strict=False))
         print(f"  {case.name:<30} {case.clients:>7} {current:>10.0f} {old:>10.0f} "
-              f"{current / old:>6.2f}x  ({unit})")  # fmt: skip
+              f"{paired:>6.2f}x  ({unit})")  # fmt: skip
     return 1 if failed else 0
