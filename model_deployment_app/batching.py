@@ -6,10 +6,9 @@ optionally holds a batch open for stragglers.
 
 A call runs in a thread, off the event loop, unless its key may run inline (`inline`) and the
 last call for that key took less than `inline_below_seconds` (scaled by rows): then it runs on
-the loop itself. Handing a call to a
-thread and its answer back costs tens of microseconds and two context switches, more than a
-small scikit-learn call does; and such a call holds the GIL all along, so the thread would not
-have let the loop serve anyone meanwhile anyway.
+the loop itself. Handing a call to a thread and its answer back costs tens of microseconds and
+two context switches, more than a small scikit-learn call does; and such a call holds the GIL
+all along, so the thread would not have let the loop serve anyone meanwhile anyway.
 
 A merged call that raises is split in halves and retried, down to single requests, so only the
 requests that cause the failure get it: one bad request never fails the others batched with it.
@@ -58,7 +57,9 @@ class Batcher:
         self._observe = observe
         self._inline_below = inline_below_seconds
         self._may_inline = inline
-        self._last_call: dict[Hashable, tuple[float, int]] = {}  # key: (seconds, rows)
+        # hash(key): (seconds, rows) of its last call. By hash, so that a model swapped out
+        # is never kept alive by its measurement.
+        self._last_call: dict[int, tuple[float, int]] = {}
         self._queue: list[_Pending] = []
         self._queued_rows = 0
         self._wakeup: asyncio.Event | None = None
@@ -125,16 +126,16 @@ class Batcher:
     def _runs_inline(self, key: Hashable, rows: int) -> bool:
         """Whether a call of `rows` rows is expected to be quick enough for the loop: the last
         call for `key` scaled up to this many rows (never down), under the threshold."""
-        last = self._last_call.get(key)
+        last = self._last_call.get(hash(key))
         if last is None or not self._may_inline(key):
             return False  # never measured (the thread measures it), or never inline
         seconds, measured_rows = last
         return seconds * max(1.0, rows / measured_rows) < self._inline_below
 
     def _remember(self, key: Hashable, seconds: float, rows: int) -> None:
-        if key not in self._last_call and len(self._last_call) >= _KEYS_REMEMBERED:
+        if hash(key) not in self._last_call and len(self._last_call) >= _KEYS_REMEMBERED:
             self._last_call.clear()  # keys of models no longer served: let them go
-        self._last_call[key] = (seconds, rows)
+        self._last_call[hash(key)] = (seconds, rows)
 
     async def _run_group(
         self, loop: asyncio.AbstractEventLoop, key: Hashable, group: list[_Pending]
