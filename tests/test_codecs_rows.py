@@ -39,3 +39,12 @@ def test_bad_rows_are_422_naming_the_row(rows: object, message: str) -> None:
 def test_too_many_rows_is_413() -> None:
     with pytest.raises(PayloadTooLarge):
         to_rows([[1.0]] * 11, width=1, max_rows=10)
+
+
+@pytest.mark.parametrize("count", [1, 40])  # 3 and 120 values: both ways of looking
+def test_a_bool_among_floats_is_refused_in_small_and_large_batches(count: int) -> None:
+    rows: list[list[object]] = [[0.5, 1.5, 2.5] for _ in range(count)]
+    rows[-1][1] = True
+    with pytest.raises(InvalidInput) as refused:
+        to_rows(rows, width=3, max_rows=100)
+    assert f"row {count - 1}, feature 1: expected a number, got true" in refused.value.message

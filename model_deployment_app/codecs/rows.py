@@ -13,6 +13,7 @@ import numpy as np
 from model_deployment_app.errors import InvalidInput, PayloadTooLarge, as_sent
 
 _NUMERIC_KINDS = frozenset("iuf")
+_VALUES_LOOKED_AT = 64  # up to this many, the bool check reads the values themselves
 
 
 def _first_problem(rows: list[Any], width: int) -> str:
@@ -58,11 +59,12 @@ def to_rows(rows: Any, width: int, max_rows: int) -> np.ndarray:
         raise InvalidInput(_first_problem(rows, width)) from None
     if array.dtype.kind not in _NUMERIC_KINDS or array.ndim != 2 or array.shape[1] != width:
         raise InvalidInput(_first_problem(rows, width))
-    # numpy reads true and false as 1 and 0: only where a 1 or a 0 is, can one have been.
-    # (count_nonzero: a C loop, where .any() and .all() go through Python first.)
-    if np.count_nonzero((array == 0) | (array == 1)) and bool in set(
-        map(type, chain.from_iterable(rows))
-    ):
+    # numpy reads true and false as 1 and 0. A few values are quicker to look at than to
+    # compare; in more, only where a 1 or a 0 is can one have been (count_nonzero: a C loop,
+    # where .any() goes through Python first).
+    if (
+        array.size <= _VALUES_LOOKED_AT or np.count_nonzero((array == 0) | (array == 1))
+    ) and bool in set(map(type, chain.from_iterable(rows))):
         raise InvalidInput(_first_problem(rows, width))
     array = array.astype(np.float64, copy=False)
     if np.count_nonzero(np.isfinite(array)) != array.size:
