@@ -4,9 +4,9 @@ The ref is checked out in a temporary git worktree and served by the same interp
 dependencies, with its own package first on the path. The two are run interleaved (current,
 baseline, current, ...: several rounds), each round on a fresh server, on the same model and
 bodies; each figure is the median over rounds, and the ratio the median of each round's own
-current / baseline (paired, so a machine that drifts between rounds moves both alike). With `PIN=1`
-(the default) the server runs on one core and the load generator on another, as a pod under
-`limits.cpu: 1` would; `PIN=0` lets them share every core.
+current / baseline (paired, so a machine that drifts between rounds moves both alike). With
+`PIN=1` (the default) the server runs on one core and the load generator on another, as a pod
+under `limits.cpu: 1` would; `PIN=0` lets them share every core.
 """
 
 import os

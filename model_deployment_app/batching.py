@@ -4,8 +4,8 @@ One model call runs at a time. Requests that arrive while it runs queue up and f
 batch, so batches grow with load and a lone request waits for nothing. Before taking a batch
 the batcher gives the event loop turns for as long as each turn adds requests: those whose
 bytes are already read, or already waiting on a socket, join this call rather than each
-making the next one (a turn costs microseconds; a model call tens of them). `max_batch_delay_ms`
-optionally holds a batch open for stragglers.
+making the next one (a turn costs microseconds; a model call tens of them).
+`max_batch_delay_ms` optionally holds a batch open for stragglers.
 
 A call runs in a thread, off the event loop, unless its key may run inline (`inline`) and the
 last call for that key took less than `inline_below_seconds` (scaled by rows): then it runs on

@@ -198,25 +198,28 @@ def test_without_a_threshold_every_call_runs_in_the_thread() -> None:
     assert all(name.startswith("pool") for name in model.threads)
 
 
-def test_requests_that_become_ready_a_turn_apart_share_one_call() -> None:
-    """Each request reaches the batcher one event-loop turn after the one before, as those
-    read from sockets in one poll do: the batcher waits out the turns that bring more."""
-    model = RecordingModel()
+def requests_a_turn_apart(batcher: Batcher, sizes: list[int]) -> list[np.ndarray]:
+    """Request i reaches the batcher i event-loop turns after the first (as requests read
+    from sockets in one poll do), with `sizes[i]` rows of value i."""
 
-    async def arriving(turn: int) -> np.ndarray:
+    async def arriving(turn: int, size: int) -> np.ndarray:
         for _ in range(turn):
             await asyncio.sleep(0)
-        return await batcher.predict("predict", np.ones((1, 3)) * turn)
+        return await batcher.predict("predict", np.ones((size, 3)) * turn)
 
     async def go() -> list[np.ndarray]:
         try:
-            return await asyncio.gather(*(arriving(turn) for turn in range(4)))
+            return await asyncio.gather(*(arriving(t, n) for t, n in enumerate(sizes)))
         finally:
             await batcher.close()
 
+    return asyncio.run(go())
+
+
+def test_requests_that_become_ready_a_turn_apart_share_one_call() -> None:
+    model = RecordingModel()
     with ThreadPoolExecutor(1) as pool:
-        batcher = Batcher(model, pool, max_rows=64)
-        answers = asyncio.run(go())
+        answers = requests_a_turn_apart(Batcher(model, pool, max_rows=64), [1] * 4)
     assert model.calls == [("predict", 4)]
     for turn, answer in enumerate(answers):
         np.testing.assert_array_equal(answer, [3.0 * turn])
@@ -224,19 +227,6 @@ def test_requests_that_become_ready_a_turn_apart_share_one_call() -> None:
 
 def test_gathering_stops_at_max_rows() -> None:
     model = RecordingModel()
-
-    async def arriving(turn: int) -> np.ndarray:
-        for _ in range(turn):
-            await asyncio.sleep(0)
-        return await batcher.predict("predict", np.ones((2, 3)))
-
-    async def go() -> None:
-        try:
-            await asyncio.gather(*(arriving(turn) for turn in range(6)))
-        finally:
-            await batcher.close()
-
     with ThreadPoolExecutor(1) as pool:
-        batcher = Batcher(model, pool, max_rows=4)
-        asyncio.run(go())
+        requests_a_turn_apart(Batcher(model, pool, max_rows=4), [2] * 6)
     assert [size for _, size in model.calls] == [4, 4, 4]

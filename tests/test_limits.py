@@ -7,7 +7,6 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
-from typing import Any
 
 import httpx
 import numpy as np
@@ -90,7 +89,7 @@ def test_a_405_says_which_methods_are_allowed(client: TestClient) -> None:
 @pytest.fixture
 def one_second_deadlines(
     start_server: Start, write_model: Callable, iris_pipeline: Pipeline
-) -> Any:
+) -> ServerProcess:
     """A real server whose header and body deadlines are 1 s."""
     config, _ = write_model(iris_pipeline, job="classification", input_size=4)
     return start_server(config, MDA_HEADER_TIMEOUT_SECONDS="1", MDA_BODY_TIMEOUT_SECONDS="1")
@@ -98,7 +97,7 @@ def one_second_deadlines(
 
 @pytest.mark.slow
 def test_idle_and_slow_connections_are_closed_while_others_are_served(
-    one_second_deadlines: Any,
+    one_second_deadlines: ServerProcess,
 ) -> None:
     server = one_second_deadlines
     idle = socket.create_connection(("127.0.0.1", server.port))
@@ -134,7 +133,7 @@ def test_idle_and_slow_connections_are_closed_while_others_are_served(
 
 @pytest.mark.slow
 def test_a_kept_alive_connection_is_held_to_the_deadlines_of_its_next_request(
-    one_second_deadlines: Any,
+    one_second_deadlines: ServerProcess,
 ) -> None:
     server = one_second_deadlines
     body = b"[[5.1, 3.5, 1.4, 0.2]]"

@@ -139,7 +139,7 @@ def _fallback(value: Any) -> Any:
     raise TypeError(f"cannot serialize {type(value).__name__}")
 
 
-RawHeaders = list[tuple[bytes, bytes]]
+RawHeaders = Sequence[tuple[bytes, bytes]]
 
 
 class BytesResponse(Response):
@@ -150,7 +150,7 @@ class BytesResponse(Response):
         self,
         content: bytes,
         status_code: int = 200,
-        raw: Sequence[tuple[bytes, bytes]] = (),
+        raw: RawHeaders = (),
         media_type: bytes = b"application/json",
     ) -> None:
         self.status_code = status_code
@@ -167,7 +167,7 @@ def json_response(
     payload: Any,
     status_code: int = 200,
     headers: Mapping[str, str] | None = None,
-    raw: RawHeaders = (),  # type: ignore[assignment]
+    raw: RawHeaders = (),
 ) -> Response:
     """`payload` as JSON (numpy arrays too); `raw`: headers already as bytes (hot paths)."""
     content = orjson.dumps(payload, default=_fallback, option=_NUMPY)
