@@ -7,14 +7,18 @@
 - everything else (predictions, metadata, `/docs`): a prediction token, when tokens are on.
 
 Every request that is not health (or open metrics) is counted against `MDA_RATE_LIMIT` per
-caller: its token, or its address (`X-Forwarded-For` only from `MDA_TRUSTED_PROXIES`).
+caller: its token, or its address (`X-Forwarded-For` only from `MDA_TRUSTED_PROXIES`). A
+refused token is counted against its address, apart from that address's good calls, so
+guessing tokens is held to the same limit and never holds back a caller with a valid one.
+A request with two `Authorization` headers is refused: a gateway that reads the first and a
+server that read the last would disagree on who called.
 """
 
 import hashlib
 import ipaddress
 from typing import Literal
 
-from model_deployment_app.errors import Forbidden, TooManyRequests, Unauthorized
+from model_deployment_app.errors import Forbidden, MalformedRequest, TooManyRequests, Unauthorized
 from model_deployment_app.ratelimit import RateLimiter
 from model_deployment_app.settings import AccessSettings
 from model_deployment_app.tokens import TokenFile
@@ -35,6 +39,9 @@ def route_kind(path: str) -> Kind:
     if path == "/":
         return "page"
     return "api"
+
+
+TWO_TOKENS = MalformedRequest("two Authorization headers: send one")
 
 
 def bearer(authorization: str | None) -> str | None:
@@ -59,7 +66,6 @@ class Access:
         )
         self.metrics_auth = settings.metrics_auth
         self.limiter = RateLimiter(settings.rate_limit, redis_url) if settings.rate_limit else None
-        self._callers: dict[str, str] = {}
         self.trusted = [
             ipaddress.ip_network(item.strip(), strict=False)
             for item in settings.trusted_proxies.split(",")
@@ -72,19 +78,18 @@ class Access:
         return bool(self.tokens or self.limiter or self.metrics_auth)
 
     def caller(self, token: str | None, peer: str | None, forwarded: str | None) -> str:
-        """Who is counted: the token (as a digest), else the client's address."""
-        if token is not None:  # a digest: the counts (and Redis) never hold the token itself
-            key = self._callers.get(token)
-            if key is None:
-                digest = hashlib.sha256(token.encode("utf-8", "surrogatepass")).hexdigest()
-                key = "t:" + digest[:32]
-                if len(self._callers) < 1024:
-                    self._callers[token] = key
-            return key
+        """Who is counted: a checked token (as a digest: the counts, and Redis, never hold
+        the token itself), else the client's address."""
+        if token is not None:
+            digest = hashlib.sha256(token.encode("utf-8", "surrogatepass")).hexdigest()
+            return "t:" + digest[:32]
+        return "a:" + self._address(peer, forwarded)
+
+    def _address(self, peer: str | None, forwarded: str | None) -> str:
         address = peer or "unknown"
         if forwarded and self._trusted(address):
             address = forwarded.split(",")[0].strip() or address
-        return "a:" + address
+        return address
 
     def _trusted(self, address: str) -> bool:
         try:
@@ -131,9 +136,22 @@ class Access:
         in Redis, when that is still to do (see `waits`)."""
         token = bearer(authorization)
         limiter = self.limiter
-        if not self.authorize(kind, token) or limiter is None:
+        try:
+            counted = self.authorize(kind, token)
+        except Unauthorized as refused:
+            if limiter is None:
+                raise
+            failures = "f:" + self._address(peer, forwarded)
+            if limiter.shared:
+                refused.count_as = failures  # type: ignore[attr-defined]
+                raise
+            self._refuse_over(limiter.hit_here(failures))
+            raise
+        if not counted or limiter is None:
             return None
-        caller = self.caller(token, peer, forwarded)
+        # An unchecked token proves nothing: a made-up one per request must not make a caller new.
+        checked = token if self.tokens is not None or kind == "admin" else None
+        caller = self.caller(checked, peer, forwarded)
         if limiter.shared:
             return caller
         self._refuse_over(limiter.hit_here(caller))
@@ -150,7 +168,14 @@ class Access:
         self, kind: Kind, authorization: str | None, peer: str | None, forwarded: str | None
     ) -> None:
         """Refuse (401, 403, 429) a request that may not be served now."""
-        caller = self.check_here(kind, authorization, peer, forwarded)
+        try:
+            caller = self.check_here(kind, authorization, peer, forwarded)
+        except Unauthorized as refused:
+            failures = getattr(refused, "count_as", None)
+            if failures is not None:
+                assert self.limiter is not None
+                self._refuse_over(await self.limiter.hit(failures))
+            raise
         if caller is not None:
             assert self.limiter is not None
             self._refuse_over(await self.limiter.hit(caller))

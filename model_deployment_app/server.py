@@ -17,9 +17,10 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from model_deployment_app.config import ModelConfig, load_config
+from model_deployment_app.config import LocalSource, ModelConfig, load_config
 from model_deployment_app.errors import StartupError
 from model_deployment_app.settings import Settings
+from model_deployment_app.storage import check_local
 
 log = logging.getLogger("model_deployment_app")
 
@@ -54,7 +55,10 @@ def _uvicorn_config(app: Any, settings: Settings) -> Any:
     return uvicorn.Config(
         app,
         http=guarded_protocol(
-            server.header_timeout_seconds, server.body_timeout_seconds, server.max_connections
+            server.header_timeout_seconds,
+            server.body_timeout_seconds,
+            server.max_connections,
+            server.max_header_bytes,
         ),
         host=server.host,
         port=server.port,
@@ -220,6 +224,8 @@ def serve() -> None:
         stream=sys.stderr,
     )
     config = load_config(settings.server.config_path)
+    if isinstance(config.model, LocalSource):
+        check_local(config.model, folder=config.is_folder)
     _check_grpc_port(settings)
     if settings.server.workers == 1:
         _serve_one(settings, config)

@@ -40,6 +40,8 @@ class ServerSettings(_Env):
     """Largest request body accepted; larger is 413."""
     max_rows: int = Field(default=10_000, ge=1)
     """Most rows in one request; more is 413."""
+    max_header_bytes: int = Field(default=64 * 1024, ge=1024)
+    """Largest request head (request line and headers) accepted; larger is 431."""
     header_timeout_seconds: float = Field(default=10.0, gt=0)
     """A connection must send a request's headers within this; else 408 and it is closed."""
     body_timeout_seconds: float = Field(default=30.0, gt=0)

@@ -273,6 +273,22 @@ def probe(source: Source, deadline: float = 60.0, folder: bool = False) -> str:
     return _blob_token(_gcs_blob(source, deadline))
 
 
+def check_local(source: LocalSource, folder: bool = False) -> None:
+    """A LOCAL model is the file (or with `folder` the folder) it names, else one line: known
+    before the server starts, so it is the only line a bad config prints."""
+    path = Path(source.path)
+    if folder:
+        if not path.is_dir():
+            raise StartupError(
+                f"model path {path} is not a folder (a transformers model is the folder "
+                "save_pretrained wrote)"
+            )
+    elif path.is_dir():
+        raise StartupError(f"model path {path} is a directory, not a model file")
+    elif not path.is_file():
+        raise StartupError(f"model file {path} does not exist")
+
+
 def fetch(
     source: Source, download_dir: str | None = None, deadline: float = 300.0, folder: bool = False
 ) -> Artifact:
@@ -283,16 +299,7 @@ def fetch(
     if isinstance(source, LocalSource):
         path, uri = Path(source.path), source.path
         token = _local_token(path)
-        if folder:
-            if not path.is_dir():
-                raise StartupError(
-                    f"model path {path} is not a folder (a transformers model is the folder "
-                    "save_pretrained wrote)"
-                )
-        elif path.is_dir():
-            raise StartupError(f"model path {path} is a directory, not a model file")
-        elif not path.is_file():
-            raise StartupError(f"model file {path} does not exist")
+        check_local(source, folder)
     elif isinstance(source, MlflowSource):
         from model_deployment_app import mlflow_registry
 

@@ -1,8 +1,9 @@
 """Bearer tokens from a file (a mounted Secret): one token a line, re-read when it changes.
 
 Kubernetes updates a mounted Secret in place (a new file behind the same path), so a token
-is added or revoked without a restart. Tokens are kept only as digests, compared in constant
-time, and never logged.
+is added or revoked without a restart. Tokens are kept only as SHA-256 digests (the file's
+and the ones already accepted alike), the file's compared in constant time, and never logged.
+The file is UTF-8, one token a line; blank lines and lines starting with `#` are skipped.
 """
 
 import hashlib
@@ -18,8 +19,9 @@ log = logging.getLogger(__name__)
 
 # How often the file is looked at (a stat), at most: a change is honoured within this.
 RECHECK_SECONDS = 1.0
-# Tokens already found good are remembered (until the file changes), so a client's every
-# call is one dictionary look-up; a token never accepted is checked in full every time.
+# Digests of tokens already found good are remembered (until the file changes), so a
+# client's every call is one digest and one set look-up (a hash look-up of a digest tells
+# nothing about how near a guess is); a token never accepted is checked in full every time.
 REMEMBERED = 1024
 
 
@@ -35,7 +37,7 @@ class TokenFile:
         self._stamp: tuple[int, int, int] | None = None
         self._checked = 0.0
         self._unreadable = False
-        self._accepted: set[str] = set()
+        self._accepted: set[bytes] = set()
         if not self._reload():
             raise StartupError(f"{setting}: cannot read the token file {path}")
 
@@ -46,9 +48,9 @@ class TokenFile:
             stamp = (stat.st_mtime_ns, stat.st_size, stat.st_ino)
             if stamp == self._stamp:
                 return True
-            lines = self.path.read_text().splitlines()
+            lines = self.path.read_text(encoding="utf-8").splitlines()
         except (OSError, UnicodeDecodeError) as error:
-            if not self._unreadable:  # once, until it can be read again
+            if self._stamp is not None and not self._unreadable:  # once, until it is back
                 log.warning("cannot read %s (%s): keeping the tokens read before", self.path,
                             type(error).__name__)  # fmt: skip
             self._unreadable = True
@@ -69,14 +71,14 @@ class TokenFile:
         if now - self._checked >= RECHECK_SECONDS:
             self._checked = now
             self._reload()
-        if token in self._accepted:
-            return True
         presented = _digest(token)
+        if presented in self._accepted:
+            return True
         found = False
         for digest in self._digests:
             found |= hmac.compare_digest(digest, presented)
         if found:
             if len(self._accepted) >= REMEMBERED:
                 self._accepted.clear()
-            self._accepted.add(token)
+            self._accepted.add(presented)
         return found

@@ -164,6 +164,55 @@ def test_a_rate_limit_counts_each_caller_and_never_the_health_routes(
     assert grpc_infer(server, "alpha-token") == grpc.StatusCode.RESOURCE_EXHAUSTED
 
 
+def test_guessed_tokens_are_counted_against_their_address_not_against_a_valid_caller(
+    start_server: Start, iris_config: Path, tokens: Path
+) -> None:
+    server = start_server(iris_config, MDA_API_TOKENS_FILE=str(tokens), MDA_RATE_LIMIT="10/minute")
+    with httpx.Client(base_url=server.url) as client:
+        guesses = [
+            client.post("/predict", json=[ROW], headers=bearer(f"guess-{n}")).status_code
+            for n in range(15)
+        ]
+        assert guesses == [401] * 10 + [429] * 5, "each made-up token is not a caller of its own"
+        assert client.post("/predict", json=[ROW]).status_code == 429, "nor is no token at all"
+        valid = client.post("/predict", json=[ROW], headers=bearer("alpha-token"))
+        assert valid.status_code == 200, "a valid token is never held back by its address"
+    assert grpc_infer(server, "guess-x") == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert grpc_infer(server, "beta-token") == grpc.StatusCode.OK
+
+
+def test_two_authorization_headers_are_refused_on_http_and_grpc(
+    start_server: Start, iris_config: Path, tokens: Path
+) -> None:
+    server = start_server(iris_config, MDA_API_TOKENS_FILE=str(tokens))
+    two = [("Authorization", "Bearer alpha-token"), ("Authorization", "Bearer wrong")]
+    for path in ("/predict", "/v2/models/iris"):
+        method = "POST" if path == "/predict" else "GET"
+        reply = httpx.request(method, server.url + path, json=[ROW], headers=two)
+        assert reply.status_code == 400 and "two Authorization headers" in reply.json()["error"]
+    request = pb.ModelInferRequest(model_name="iris")
+    request.inputs.add(name="x", datatype="FP64", shape=[1, 4]).contents.fp64_contents.extend(ROW)
+    with grpc.insecure_channel(f"127.0.0.1:{server.grpc_port}") as channel:
+        stub = pb_grpc.GRPCInferenceServiceStub(channel)
+        metadata = (("authorization", "Bearer alpha-token"), ("authorization", "Bearer wrong"))
+        with pytest.raises(grpc.RpcError) as refused:
+            stub.ModelInfer(request, metadata=metadata, timeout=10)
+        assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert "two Authorization headers" in refused.value.details()
+
+
+def test_a_token_with_non_ascii_characters_is_accepted_as_the_utf8_client_sends_it(
+    start_server: Start, iris_config: Path, tmp_path: Path
+) -> None:
+    path = tmp_path / "tokens"
+    path.write_text("# comments start with #\nclé-Łódź-token\n", encoding="utf-8")
+    server = start_server(iris_config, MDA_API_TOKENS_FILE=str(path), LC_ALL="C", LANG="C")
+    sent = {"Authorization": "Bearer clé-Łódź-token".encode()}
+    assert httpx.post(f"{server.url}/predict", json=[ROW], headers=sent).status_code == 200
+    other = {"Authorization": "Bearer clé-Lodz-token".encode()}
+    assert httpx.post(f"{server.url}/predict", json=[ROW], headers=other).status_code == 401
+
+
 def test_forwarded_addresses_are_believed_only_from_trusted_proxies(
     start_server: Start, iris_config: Path
 ) -> None:

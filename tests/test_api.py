@@ -308,3 +308,22 @@ def test_a_client_that_disconnects_mid_body_is_counted_and_not_answered(
     assert sent == []
     metrics = app.state.plane.metrics.render().decode()
     assert 'route="/predict",status="499"} 1.0' in metrics
+
+
+@pytest.mark.parametrize("path", ["/v2/health/ready", "/v2/models/iris", "/docs", "/metrics"])
+def test_head_answers_as_get_without_a_body(client: TestClient, path: str) -> None:
+    got = client.get(path)
+    head = client.head(path)
+    assert head.status_code == got.status_code == 200
+    assert head.content == b""
+    assert head.headers["content-type"] == got.headers["content-type"]
+
+
+def test_the_docs_pages_are_counted_under_their_own_route(client: TestClient) -> None:
+    client.get("/docs")
+    client.get("/openapi.json")
+    client.get("/no/such/page")
+    metrics = client.get("/metrics").text
+    assert 'route="/docs",status="200"' in metrics
+    assert 'route="/openapi.json",status="200"' in metrics
+    assert 'route="unmatched",status="404"' in metrics

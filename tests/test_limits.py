@@ -226,3 +226,37 @@ def test_a_wide_models_cache_stays_within_its_byte_bound(
             assert client.post(f"{server.url}/predict", json=rows.tolist()).status_code == 200
     growth = process.memory_info().rss - before
     assert growth < 60 << 20, f"RSS grew by {growth >> 20} MiB"
+
+
+def send_head(server: ServerProcess, head: bytes, chunk: int) -> tuple[int, dict[str, str]]:
+    """Send a request head in pieces of `chunk` bytes (the server may cut it off midway)."""
+    sock = socket.create_connection(("127.0.0.1", server.port))
+    try:
+        for start in range(0, len(head), chunk):
+            try:
+                sock.sendall(head[start : start + chunk])
+            except OSError:
+                break  # refused and closed before the rest was sent
+        return json_error(read_all(sock))
+    finally:
+        sock.close()
+
+
+@pytest.mark.slow
+def test_a_request_head_past_64_kib_is_431_and_takes_no_memory(
+    one_second_deadlines: ServerProcess,
+) -> None:
+    from tests.memory_watch import rss_growth_below
+
+    server = one_second_deadlines
+    start = b"POST /predict HTTP/1.1\r\nHost: x\r\n"
+    one_big = start + b"X-Big: " + b"a" * 10_000_000 + b"\r\n\r\n"
+    many_lines = start + b"".join(b"X-%d: 1\r\n" % n for n in range(200_000)) + b"\r\n"
+    in_one_read = start + b"X-Big: " + b"a" * 100_000 + b"\r\nContent-Length: 2\r\n\r\n[]"
+    with rss_growth_below(server.process.pid, bound_mib=40):
+        for head, chunk in ((one_big, 65_536), (many_lines, 4096), (in_one_read, len(in_one_read))):
+            code, body = send_head(server, head, chunk)
+            assert code == 431 and "larger than 65536 bytes" in body["error"], body
+    within = {"X-Within": "a" * 60_000}
+    reply = httpx.post(f"{server.url}/predict", json=[[5.1, 3.5, 1.4, 0.2]], headers=within)
+    assert reply.status_code == 200

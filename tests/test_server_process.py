@@ -147,6 +147,30 @@ def test_bad_config_exits_in_one_line_naming_the_key(
     assert named in refusal_line(output)
 
 
+@pytest.mark.parametrize(
+    ("change", "env", "named"),
+    [
+        ({"modelTyp": "joblib"}, {}, "modelTyp: unknown key"),
+        ({}, {}, "model file /no/such/model.joblib does not exist"),
+        ({"modelType": "transformers", "job": "classification", "inputSize": None,
+          "model": {"method": "LOCAL", "path": "/no/such/folder"}},
+         {}, "model path /no/such/folder is not a folder"),
+        ({"model": {"method": "LOCAL", "path": __file__}},
+         {"MDA_API_TOKENS_FILE": "/no/such/tokens"}, "cannot read the token file"),
+    ],
+)  # fmt: skip
+def test_a_start_up_error_found_before_serving_is_the_only_line_printed(
+    change: dict[str, Any], env: dict[str, str], named: str, start_server: Start, tmp_path: Path
+) -> None:
+    config = {"modelType": "joblib", "job": "regression", "inputSize": 3,
+              "model": {"method": "LOCAL", "path": "/no/such/model.joblib"}, **change}  # fmt: skip
+    config = {key: value for key, value in config.items() if value is not None}
+    path = write_yaml(tmp_path / "c.yaml", config)
+    output = start_refused(start_server, path, MDA_LOG_LEVEL="info", **env)
+    assert output.strip() == refusal_line(output), "no log line before the error"
+    assert named in output
+
+
 def test_missing_bucket_and_object_never_report_ready(
     start_server: Start, gcs_bucket: Any, tmp_path: Path
 ) -> None:

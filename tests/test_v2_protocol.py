@@ -130,8 +130,12 @@ BAD_BINARY = {
         [("x", "FP64", [2, 4], ROW)], lambda b: b, 400, "[2, 4] of FP64 needs 64 bytes, got 32"
     ),
     "BYTES prefix past the end": (
-        [("x", "BYTES", [1, 4], (100).to_bytes(4, "little") + b"abc")], lambda b: b, 400,
+        [("x", "BYTES", [1, 1], (100).to_bytes(4, "little") + b"abc")], lambda b: b, 400,
         "BYTES element 0 says 100 bytes, past the end",
+    ),
+    "BYTES shape past its data": (
+        [("x", "BYTES", [1, 4], (3).to_bytes(4, "little") + b"abc")], lambda b: b, 400,
+        "shape [1, 4] of BYTES needs at least 16 bytes, got 7",
     ),
     "bytes after the last input": (
         [("x", "FP64", [1, 4], ROW)], lambda b: b + b"junk", 400, "4 bytes of binary data follow"

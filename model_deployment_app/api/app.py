@@ -14,7 +14,7 @@ from model_deployment_app import __version__
 from model_deployment_app.access import Access
 from model_deployment_app.api.errors import error_response, install_error_handlers
 from model_deployment_app.api.fastpath import FastPath
-from model_deployment_app.api.middleware import MetricsMiddleware, RequestRecorder
+from model_deployment_app.api.middleware import HeadAsGet, MetricsMiddleware, RequestRecorder
 from model_deployment_app.api.repository import repository_router
 from model_deployment_app.api.rest import predict_endpoint, rest_router
 from model_deployment_app.api.v2 import infer_endpoint, v2_router
@@ -138,8 +138,11 @@ def create_app(
     async def prometheus_metrics() -> Response:
         return Response(metrics.render(), media_type=metrics.content_type)
 
+    static_paths = frozenset(
+        path for route in app.routes if "{" not in (path := getattr(route, "path", "{"))
+    )
     app.entry = FastPath(
-        MetricsMiddleware(partial(FastAPI.__call__, app), recorder),
+        HeadAsGet(MetricsMiddleware(partial(FastAPI.__call__, app), recorder, static_paths)),
         hot_routes,
         error_response,
         recorder,

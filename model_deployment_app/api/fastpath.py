@@ -17,7 +17,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from model_deployment_app.access import Access, Kind, route_kind
+from model_deployment_app.access import TWO_TOKENS, Access, Kind, route_kind
 from model_deployment_app.api.middleware import RequestRecorder
 from model_deployment_app.errors import NotReady, ServingError
 
@@ -88,7 +88,10 @@ class FastPath:
                     authorization = forwarded = None
                     for name, value in scope["headers"]:
                         if name == b"authorization":
-                            authorization = value.decode("latin-1")
+                            if authorization is not None:
+                                raise TWO_TOKENS
+                            # Tokens are UTF-8 (the token file is read as UTF-8).
+                            authorization = value.decode("utf-8", "surrogateescape")
                         elif name == b"x-forwarded-for":
                             forwarded = value.decode("latin-1")
                     client = scope.get("client")

@@ -11,7 +11,7 @@ import grpc
 import numpy as np
 
 from model_deployment_app import v2
-from model_deployment_app.access import Access
+from model_deployment_app.access import TWO_TOKENS, Access
 from model_deployment_app.api.middleware import RequestRecorder
 from model_deployment_app.codecs.raw import to_raw
 from model_deployment_app.codecs.v2 import datatype_of, read_tensors
@@ -105,7 +105,10 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
     async def _guard(self, context: grpc.aio.ServicerContext) -> None:
         """The same policy as HTTP, with the token from the `authorization` metadata."""
         assert self.access is not None
-        metadata = dict(context.invocation_metadata() or ())
+        entries = context.invocation_metadata() or ()
+        metadata = dict(entries)
+        if sum(1 for key, _ in entries if key == "authorization") > 1:
+            raise TWO_TOKENS
         await self.access.check(
             "api", metadata.get("authorization"), _peer_address(context.peer()),
             metadata.get("x-forwarded-for"),
@@ -166,7 +169,9 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
     async def ModelInfer(self, request: Any, context: Any) -> pb.ModelInferResponse:
         async def work() -> pb.ModelInferResponse:
             model = v2.model_for(self.plane, request.model_name, request.model_version)
-            tensors = read_tensors({"inputs": _inputs(request)})
+            tensors = read_tensors(
+                {"inputs": _inputs(request)}, self.plane.settings.server.max_rows
+            )
             names = v2.requested_outputs([o.name for o in request.outputs], model)
             results = await v2.infer(self.plane, model, tensors, names)
             return _infer_response(model, request.id, results)

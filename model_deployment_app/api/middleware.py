@@ -29,12 +29,37 @@ class RequestRecorder:
         series[1].observe(time.perf_counter() - started)
 
 
-class MetricsMiddleware:
-    """Records every request that reaches it (the fast path records its own)."""
+class HeadAsGet:
+    """`HEAD` is answered as `GET` without the body (FastAPI's GET routes would say 405)."""
 
-    def __init__(self, app: ASGIApp, recorder: RequestRecorder) -> None:
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] != "HEAD":
+            await self.app(scope, receive, send)
+            return
+        scope["method"] = "GET"
+
+        async def send_head(message: Message) -> None:
+            if message["type"] == "http.response.body" and message.get("body"):
+                message = {**message, "body": b""}
+            await send(message)
+
+        await self.app(scope, receive, send_head)
+
+
+class MetricsMiddleware:
+    """Records every request that reaches it (the fast path records its own). A request no
+    API route took is labelled by its path when that is one of `static_paths` (`/docs`,
+    `/openapi.json`: FastAPI's own pages), else `unmatched`, so the labels stay bounded."""
+
+    def __init__(
+        self, app: ASGIApp, recorder: RequestRecorder, static_paths: frozenset[str] = frozenset()
+    ) -> None:
         self.app = app
         self.recorder = recorder
+        self.static_paths = static_paths
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -54,5 +79,8 @@ class MetricsMiddleware:
         finally:
             route: Any = scope.get("route")
             # The route template, not the raw path, keeps label cardinality bounded.
-            path = getattr(route, "path", "unmatched")
+            path = getattr(route, "path", None)
+            if path is None:
+                asked = scope["path"][len(scope.get("root_path", "")) :] or "/"
+                path = asked if asked in self.static_paths else "unmatched"
             self.recorder.record(path, scope["method"], status, started)

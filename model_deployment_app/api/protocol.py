@@ -1,6 +1,7 @@
 """uvicorn's HTTP protocol (httptools), guarded: a request's headers must arrive within
 `MDA_HEADER_TIMEOUT_SECONDS` of the connection or of its first byte, and its body within
-`MDA_BODY_TIMEOUT_SECONDS` of its headers (else a JSON 408 and the connection closes); at most
+`MDA_BODY_TIMEOUT_SECONDS` of its headers (else a JSON 408 and the connection closes); its
+head (request line and headers) must fit in `MDA_MAX_HEADER_BYTES` (else a JSON 431); at most
 `MDA_MAX_CONNECTIONS` are open at once (past that, a JSON 503 and close); and the 400s uvicorn
 writes itself for unparsable HTTP are JSON too, like every other error of this server.
 
@@ -19,6 +20,9 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 Phase = Literal["waiting", "headers", "body"]
 
+# After refusing an oversized head, how long the rest of it is read and dropped before close.
+LINGER_SECONDS = 1.0
+
 
 def _json_reply(status: bytes, message: str) -> bytes:
     body = orjson.dumps({"error": message})
@@ -28,15 +32,25 @@ def _json_reply(status: bytes, message: str) -> bytes:
     )
 
 
+class _HeadTooLarge(Exception):
+    """Raised from the parser's callback: httptools stops parsing, uvicorn asks for a 400."""
+
+
 class GuardedHttpProtocol(HttpToolsProtocol):
     header_timeout: float = 10.0
     body_timeout: float = 30.0
     max_connections: int = 2048
+    max_header_bytes: int = 64 * 1024
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._deadline: asyncio.TimerHandle | None = None
         self._deadline_phase: Phase | None = None
+        # Bytes read while a request's head was still incomplete, and in the current read:
+        # together an upper bound of the head's size, so only a large read measures it.
+        self._head_bytes = 0
+        self._reading = 0
+        self._head_too_large = False
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -46,13 +60,47 @@ class GuardedHttpProtocol(HttpToolsProtocol):
         self._arm("waiting")
 
     def data_received(self, data: bytes) -> None:
+        self._reading = len(data)
         super().data_received(data)
         phase = self._awaited()
+        if phase == "headers" or phase == "waiting":
+            self._head_bytes += len(data)
+            if self._head_bytes > self.max_header_bytes:
+                self._refuse_head()
+                return
+        elif self._head_bytes:
+            self._head_bytes = 0
         if phase is None:
             if self._deadline is not None:
                 self._disarm()
         elif self._deadline_phase != phase:
             self._arm(phase)
+
+    def on_headers_complete(self) -> None:
+        if self._head_bytes + self._reading > self.max_header_bytes:
+            size = len(self.url) + sum(len(name) + len(value) + 4 for name, value in self.headers)
+            if size > self.max_header_bytes:
+                self._head_too_large = True
+                raise _HeadTooLarge
+        super().on_headers_complete()
+
+    def _refuse_head(self) -> None:
+        """431, then a lingering close: the rest of the head is read and dropped for a moment,
+        since closing with unread bytes makes the kernel reset the connection and the client
+        would never see the answer."""
+        transport = self.transport
+        if transport.is_closing():
+            return
+        self._disarm()
+        message = (
+            f"the request's headers are larger than {self.max_header_bytes} bytes "
+            "(MDA_MAX_HEADER_BYTES)"
+        )
+        transport.write(_json_reply(b"431 Request Header Fields Too Large", message))
+        self.data_received = lambda data: None  # type: ignore[method-assign]
+        if transport.can_write_eof():
+            transport.write_eof()
+        self.loop.call_later(LINGER_SECONDS, transport.close)
 
     def _awaited(self) -> Phase | None:
         """What the connection still waits for, read from uvicorn's own state (no parser
@@ -101,11 +149,14 @@ class GuardedHttpProtocol(HttpToolsProtocol):
         super().connection_lost(exc)
 
     def send_400_response(self, msg: str) -> None:
+        if self._head_too_large:
+            self._refuse_head()
+            return
         self._refuse(b"400 Bad Request", f"malformed HTTP request: {msg}")
 
 
 def guarded_protocol(
-    header_timeout: float, body_timeout: float, max_connections: int
+    header_timeout: float, body_timeout: float, max_connections: int, max_header_bytes: int
 ) -> type[GuardedHttpProtocol]:
     """The protocol class with these limits, for `uvicorn.Config(http=...)`."""
     return type(
@@ -115,5 +166,6 @@ def guarded_protocol(
             "header_timeout": header_timeout,
             "body_timeout": body_timeout,
             "max_connections": max_connections,
+            "max_header_bytes": max_header_bytes,
         },
     )

@@ -1,6 +1,7 @@
 """The Open Inference Protocol (V2) over HTTP, as KServe, MLServer and Triton speak it: JSON,
 or the binary tensor data extension, on `/v2/models/{name}[/versions/{version}]/...`."""
 
+from functools import partial
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -86,9 +87,9 @@ def _output_tensor(name: str, values: Any) -> dict[str, Any]:
     }
 
 
-def _read_json_request(body: bytes) -> tuple[Any, list[Tensor]]:
+def _read_json_request(body: bytes, max_rows: int) -> tuple[Any, list[Tensor]]:
     payload = parse_json(body)
-    return payload, read_tensors(payload)
+    return payload, read_tensors(payload, max_rows)
 
 
 def v2_router(plane: DataPlane, infer: Endpoint) -> APIRouter:
@@ -152,9 +153,13 @@ def infer_endpoint(plane: DataPlane) -> Endpoint:
         if header_length is None:
             if model.schema.layout == "tensor":
                 check_row_count(body, limits.max_rows)
-            payload, tensors = await decode(body, _read_json_request)
+            read = partial(_read_json_request, max_rows=limits.max_rows)
+            payload, tensors = await decode(body, read)
         else:
-            payload, tensors = v2_binary.read_request(body, header_length)
+            read = partial(
+                v2_binary.read_request, header_value=header_length, max_rows=limits.max_rows
+            )
+            payload, tensors = await decode(body, read)
         names = v2.requested_outputs(_output_names(payload), model)
         results = await v2.infer(plane, model, tensors, names)
         reply: dict[str, Any] = {

@@ -17,7 +17,7 @@ from model_deployment_app.codecs import tables
 from model_deployment_app.codecs.columns import from_array, to_column
 from model_deployment_app.codecs.raw import element_count, from_raw
 from model_deployment_app.codecs.rows import check_range, check_row_total, to_rows
-from model_deployment_app.errors import InvalidInput
+from model_deployment_app.errors import InvalidInput, MalformedRequest, PayloadTooLarge, as_sent
 from model_deployment_app.inputs import ModelInput, Table
 from model_deployment_app.schema import DTYPES, Column, InputSchema
 
@@ -38,9 +38,62 @@ class Tensor:
         return self.shape[0] if self.shape else 1
 
 
-def read_tensors(payload: Any) -> list[Tensor]:
+def _check_declared_size(
+    label: str, datatype: str, shape: list[int], max_rows: int, data: Any
+) -> None:
+    """A shape is a client's number: before anything is sized by it, its rows are held to
+    `max_rows` and its element count to what the data can hold (a BYTES element takes at
+    least its 4-byte length prefix; JSON data is checked value by value later)."""
+    rows = shape[0] if shape else 1
+    if rows > max_rows:
+        raise PayloadTooLarge(
+            f"{label}: shape {shape} declares {rows} rows; the limit is {max_rows} a request"
+        )
+    if isinstance(data, bytes):
+        count = element_count(shape)
+        least = count * (4 if datatype == "BYTES" else DTYPES[datatype].itemsize)
+        if least > len(data):
+            raise MalformedRequest(
+                f"{label}: shape {shape} of {datatype} needs "
+                f"{'at least ' if datatype == 'BYTES' else ''}{least} bytes, got {len(data)}"
+            )
+
+
+def _check_integer_range(label: str, datatype: str, data: Any) -> None:
+    """Values sent as JSON or gRPC's wider typed contents hold to the tensor's own integer
+    datatype: a 1000 in an INT8 tensor, or 1.5 in an INT32 one, is refused (raw bytes are
+    of that type already)."""
+    dtype = DTYPES[datatype]
+    if dtype.kind not in "iu" or (isinstance(data, np.ndarray) and data.dtype == dtype):
+        return
+    try:
+        values = np.asarray(data).ravel()
+    except (ValueError, TypeError):
+        return  # ragged or mixed: the layout's own checks name the bad value
+    info = np.iinfo(dtype)
+    if values.dtype.kind in "iu":
+        good = (values >= info.min) & (values <= info.max)
+    elif values.dtype.kind == "f":  # the bound past the top is a power of two: exact in floats
+        past_top = 2.0 ** (dtype.itemsize * 8 - (dtype.kind == "i"))
+        good = (values >= info.min) & (values < past_top) & (values == np.floor(values))
+    elif values.dtype.kind == "O":
+        good = np.array(
+            [not isinstance(v, int) or info.min <= v <= info.max for v in values], dtype=bool
+        )
+    else:
+        return
+    if not good.all():
+        index = int(np.argmin(good))
+        raise InvalidInput(
+            f"{label}: value {as_sent(values[index])} (element {index}) is not an {datatype}: "
+            f"expected integers in [{info.min}, {info.max}]"
+        )
+
+
+def read_tensors(payload: Any, max_rows: int) -> list[Tensor]:
     """The `inputs` of a request, structurally checked; an input's `data` may be JSON or the
-    raw bytes the binary extension or gRPC carried."""
+    raw bytes the binary extension or gRPC carried. No shape sizes an allocation before it is
+    checked against `max_rows` and the data sent."""
     inputs = payload.get("inputs") if isinstance(payload, dict) else None
     if not isinstance(inputs, list) or not inputs:
         raise InvalidInput('expected "inputs": a list of tensors {name, shape, datatype, data}')
@@ -59,6 +112,9 @@ def read_tensors(payload: Any) -> list[Tensor]:
         ):
             raise InvalidInput(f"{label}: shape must be a list of sizes, got {shape!r}")
         data = item.get("data")
+        _check_declared_size(label, datatype, shape, max_rows, data)
+        if not isinstance(data, bytes):
+            _check_integer_range(label, datatype, data)
         if isinstance(data, bytes):
             data = from_raw(name, datatype, shape, data)
         elif isinstance(data, np.ndarray) and data.size != element_count(shape):

@@ -18,7 +18,7 @@ from model_deployment_app.errors import MalformedRequest
 HEADER_LENGTH = b"inference-header-content-length"
 
 
-def read_request(body: bytes, header_value: bytes) -> tuple[Any, list[Tensor]]:
+def read_request(body: bytes, header_value: bytes, max_rows: int) -> tuple[Any, list[Tensor]]:
     """The JSON header and the input tensors of a binary request."""
     if not header_value.isdigit() or int(header_value) > len(body):
         raise MalformedRequest(
@@ -51,7 +51,7 @@ def read_request(body: bytes, header_value: bytes) -> tuple[Any, list[Tensor]]:
         raise MalformedRequest(
             f"{len(body) - offset} bytes of binary data follow the last input's binary_data_size"
         )
-    return payload, read_tensors(payload)
+    return payload, read_tensors(payload, max_rows)
 
 
 def wants_binary(payload: dict[str, Any], output: str) -> bool:
