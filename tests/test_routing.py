@@ -297,3 +297,10 @@ def test_new_model_writes_a_transformers_chart_the_server_accepts(tmp_path: Path
     parse_config(config)
     for obj in objects:
         kubernetes_validate.validate(obj, KUBE_VERSION, strict=True)
+    [image] = {
+        c["image"] for c in _one(objects, "Deployment")["spec"]["template"]["spec"]["containers"]
+    }
+    version = yaml.safe_load((repo.root / "k8s_dev/sentiment/Chart.yaml").read_text())["appVersion"]
+    assert image.endswith(f":{version}-transformers"), "a text model runs the transformers image"
+    comments = (repo.root / "k8s_dev/sentiment/values.yaml").read_text()
+    assert "pkl | joblib | skops (a file), or transformers (the folder" in comments

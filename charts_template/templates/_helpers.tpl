@@ -73,9 +73,12 @@ app.kubernetes.io/instance: {{ .Release.Name }}{{ if eq (include "mda-template.t
 {{- end }}
 {{- end }}
 
-{{/* The image tag: image.tag, or the chart's appVersion (the base image it was made for). */}}
+{{/* The image tag: image.tag, or the chart's appVersion (the base image it was made for)
+with the image's variant (appVersion-transformers). */}}
 {{- define "mda-template.imageTag" -}}
-{{- default .Chart.AppVersion .Values.image.tag }}
+{{- if .Values.image.tag }}{{ .Values.image.tag }}
+{{- else }}{{ .Chart.AppVersion }}{{ with .Values.image.variant }}-{{ . }}{{ end }}
+{{- end }}
 {{- end }}
 
 {{/* The ingress path prefix without a trailing slash: ingress.path, default /<name>. */}}

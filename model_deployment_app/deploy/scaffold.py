@@ -43,6 +43,11 @@ class ModelSpec:
     refresh_seconds: float | None = None
 
     @property
+    def image_variant(self) -> str:
+        """The base image's variant this model type needs (`make docker-base` tags it)."""
+        return "transformers" if self.model_type == "transformers" else ""
+
+    @property
     def takes_text(self) -> bool:
         """A transformers model: its input is text, neither inputSize nor inputs."""
         return self.model_type == "transformers" and not self.inputs
@@ -101,6 +106,7 @@ def _replacements(repo: Repo, spec: ModelSpec) -> dict[str, str]:
         "<MODEL_SOURCE>": _indented(_model_source(spec), "    "),
         "<ENV>": json.dumps(_env(spec)),
         "<IMAGE>": spec.image,
+        "<IMAGE_VARIANT>": spec.image_variant,
         "<APP_VERSION>": package_version(repo),
     }
 
