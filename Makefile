@@ -107,8 +107,9 @@ proto: ## Regenerate the V2 gRPC modules from model_deployment_app/grpc_v2/grpc_
 docs: $(STAMP) ## Build the docs site into site/ (strict: a broken link fails)
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet
 
-docs-serve: $(STAMP) ## Serve the docs site on http://127.0.0.1:8000, rebuilt on every change
-	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs serve --dev-addr 127.0.0.1:8000
+DOCS_PORT ?= 8000
+docs-serve: $(STAMP) ## Serve the docs site on http://127.0.0.1:DOCS_PORT (8000), rebuilt on every change
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs serve --dev-addr 127.0.0.1:$(DOCS_PORT)
 
 clean: ## Remove the virtual environment and caches
 	rm -rf $(VENV) $(PEERS) $(PROTO_VENV) .pytest_cache .mypy_cache .ruff_cache demo

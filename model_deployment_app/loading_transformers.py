@@ -165,8 +165,9 @@ def load_text_classifier(
     except ImportError as error:
         raise StartupError(
             f"modelType transformers needs the transformers extra ({error.name} is missing): "
-            "pip install 'model-deployment-app[transformers]', or the image built with "
-            "WITH_TRANSFORMERS=true"
+            "from a checkout of the repository, pip install -e '.[transformers]' (torch's CPU "
+            "build first: make install does both), or the image built with WITH_TRANSFORMERS=true "
+            "(tag <version>-transformers)"
         ) from None
     transformers.logging.set_verbosity_error()
     transformers.logging.disable_progress_bar()

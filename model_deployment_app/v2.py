@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from model_deployment_app import __version__
-from model_deployment_app.codecs.v2 import Tensor, datatype_of, decode_inputs
+from model_deployment_app.codecs.v2 import Tensor, as_declared, datatype_of, decode_inputs
 from model_deployment_app.errors import InvalidInput, ModelNotFound
 from model_deployment_app.handler import DataPlane
 from model_deployment_app.predictor import PREDICT_PROBA, LoadedModel
@@ -88,7 +88,7 @@ async def infer(
     results = []
     for name in outputs:
         if name == CLASSES:
-            results.append((name, np.asarray(model.classes)))
+            results.append((name, as_declared(np.asarray(model.classes))))
         else:
-            results.append((name, await plane.infer(model, rows, name)))
+            results.append((name, as_declared(await plane.infer(model, rows, name))))
     return results

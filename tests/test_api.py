@@ -327,3 +327,20 @@ def test_the_docs_pages_are_counted_under_their_own_route(client: TestClient) ->
     assert 'route="/docs",status="200"' in metrics
     assert 'route="/openapi.json",status="200"' in metrics
     assert 'route="unmatched",status="404"' in metrics
+
+
+@pytest.mark.parametrize("root", ["", "/iris"])
+@pytest.mark.parametrize("page", ["/docs", "/redoc"])
+def test_the_docs_pages_load_everything_from_the_server_itself(
+    iris_model: LoadedModel, root: str, page: str
+) -> None:
+    import re
+
+    app = create_app(settings(root_path=root), model=iris_model)
+    with TestClient(app) as client:
+        html = client.get(root + page).text
+        urls = re.findall(r"""(?:src|href|url)\s*[=:]\s*['"]([^'"]+)['"]""", html)
+        assert len(urls) >= 3, html  # the script, the styles or the schema, the favicon
+        for url in urls:
+            assert url.startswith(root + "/"), f"{url} is not on this server"
+            assert client.get(url).status_code == 200, url

@@ -57,3 +57,34 @@ def test_pre_commit_hooks_pass_on_the_whole_tree() -> None:
         cwd=ROOT, capture_output=True, text=True, timeout=600,
     )  # fmt: skip
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-1000:]
+
+
+def test_the_release_workflow_builds_checks_and_publishes_the_package() -> None:
+    release = yaml.safe_load((ROOT / ".github" / "workflows" / "release.yml").read_text())
+    package = release["jobs"]["package"]
+    runs = " ".join(s.get("run", "") for s in package["steps"])
+    assert "python -m build" in runs and "twine check --strict dist/*" in runs
+    assert package["permissions"]["id-token"] == "write"  # trusted publishing
+    assert any(
+        s.get("uses", "").startswith("pypa/gh-action-pypi-publish") for s in package["steps"]
+    )
+
+
+@pytest.mark.slow
+def test_the_wheel_carries_everything_serving_needs(tmp_path: Path) -> None:
+    import zipfile
+
+    done = subprocess.run(
+        [str(BIN / "pip"), "wheel", "--no-deps", "-q", "-w", str(tmp_path), str(ROOT)],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    [wheel] = tmp_path.glob("model_deployment_app-*.whl")
+    names = set(zipfile.ZipFile(wheel).namelist())
+    for needed in (
+        "model_deployment_app/playground/index.html",
+        "model_deployment_app/grpc_v2/grpc_predict_v2_pb2.py",
+        "model_deployment_app/grpc_v2/grpc_predict_v2_pb2_grpc.py",
+        "model_deployment_app/grpc_v2/grpc_predict_v2.proto",
+    ):
+        assert needed in names, f"{needed} is not in the wheel"

@@ -9,6 +9,8 @@ import numpy as np
 import orjson
 import pytest
 from fastapi.testclient import TestClient
+from sklearn.base import BaseEstimator, RegressorMixin
+from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline
 
 from model_deployment_app.api import create_app
@@ -208,3 +210,41 @@ def test_parameters_are_scalars_and_classes_are_an_output(
                        "data": iris_pipeline.classes_.tolist()}  # fmt: skip
     server = iris_client.get("/v2").json()
     assert "binary_tensor_data" in server["extensions"]
+
+
+class Float32Regressor(BaseEstimator, RegressorMixin):
+    """Answers in float32, as XGBoost's `predict` does."""
+
+    def fit(self, X: Any, y: Any) -> "Float32Regressor":
+        self.n_features_in_ = np.asarray(X).shape[1]
+        return self
+
+    def predict(self, X: Any) -> np.ndarray:
+        return np.asarray(X, dtype=np.float32).sum(axis=1)
+
+
+@pytest.mark.parametrize("job", ["classification", "regression"])
+def test_an_outputs_bytes_are_as_wide_as_its_datatype_says(
+    iris: tuple[np.ndarray, np.ndarray], job: str
+) -> None:
+    X, y = iris
+    if job == "classification":  # int32 labels: predict answers int32
+        labels = np.unique(y, return_inverse=True)[1].astype(np.int32)
+        model: Any = LogisticRegression(max_iter=500).fit(X, labels)
+    else:
+        model = Float32Regressor().fit(X, y)
+    assert model.predict(X[:2]).dtype.itemsize == 4
+    with TestClient(create_app(Settings(), model=loaded(model, job, 4, name="m"))) as client:
+        declared = {o["name"]: o["datatype"] for o in client.get("/v2/models/m").json()["outputs"]}
+        body, headers = binary_request(
+            [("x", "FP64", [3, 4], X[:3].tobytes())], outputs=[{"name": "predict"}],
+            parameters={"binary_data_output": True},
+        )  # fmt: skip
+        header, raws = split_binary_reply(
+            client.post("/v2/models/m/infer", content=body, headers=headers)
+        )
+        [output] = header["outputs"]
+        assert output["datatype"] == declared["predict"]
+        dtype = {"FP64": "<f8", "INT64": "<i8"}[output["datatype"]]
+        assert len(raws["predict"]) == 3 * np.dtype(dtype).itemsize
+        np.testing.assert_array_equal(np.frombuffer(raws["predict"], dtype), model.predict(X[:3]))

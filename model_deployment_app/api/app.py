@@ -12,6 +12,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from model_deployment_app import __version__
 from model_deployment_app.access import Access
+from model_deployment_app.api.docs import install_docs
 from model_deployment_app.api.errors import error_response, install_error_handlers
 from model_deployment_app.api.fastpath import FastPath
 from model_deployment_app.api.middleware import HeadAsGet, MetricsMiddleware, RequestRecorder
@@ -115,9 +116,12 @@ def create_app(
         lifespan=lifespan,
         # Metrics are Prometheus's here; FastAPI's OpenTelemetry probe would cost every request.
         telemetry={"tracing": False, "metrics": False, "logs": False},
+        docs_url=None,  # served by install_docs, without a CDN
+        redoc_url=None,
     )
     app.state.plane = plane
     install_error_handlers(app)
+    install_docs(app)
     predict, infer = predict_endpoint(plane), infer_endpoint(plane)
     routers = [rest_router(predict), v2_router(plane, infer), repository_router(plane, watcher)]
     for router in routers:

@@ -243,8 +243,21 @@ def decode_inputs(tensors: list[Tensor], schema: InputSchema, max_rows: int) -> 
     return _by_name(tensors, schema, max_rows)
 
 
+def as_declared(values: np.ndarray) -> np.ndarray:
+    """An output widened to the datatype the model metadata declares for it (`datatype_of`):
+    float32 (XGBoost's `predict`) to float64, int32 or unsigned labels to int64, so the type
+    every wire form names is the width its bytes have. No copy when already that wide."""
+    kind = values.dtype.kind
+    if kind == "f" and values.dtype != np.float64:
+        return values.astype(np.float64)
+    if kind in "iu" and values.dtype != np.int64:
+        return values.astype(np.int64)
+    return values
+
+
 def datatype_of(values: np.ndarray) -> str:
-    """The V2 datatype of an output array (strings and other objects are BYTES)."""
+    """The V2 datatype of an output array (strings and other objects are BYTES); an array
+    passed through `as_declared` is exactly as wide as the datatype says."""
     kind = values.dtype.kind
     if kind == "f":
         return "FP64"

