@@ -23,24 +23,25 @@ def install_docs(app: FastAPI) -> None:
     app.mount(ASSETS, StaticFiles(directory=_assets_folder()), name="docs-assets")
     schema = app.openapi_url or "/openapi.json"
 
+    def under_root(request: Request) -> tuple[str, str]:
+        """The schema's URL and the assets' folder, under the prefix the page was asked at."""
+        root = request.scope.get("root_path", "")
+        return root + schema, root + ASSETS
+
     @app.get("/docs", include_in_schema=False)
     async def swagger_ui(request: Request) -> HTMLResponse:
-        root = request.scope.get("root_path", "")
+        openapi_url, assets = under_root(request)
         return get_swagger_ui_html(
-            openapi_url=root + schema,
-            title=f"{app.title} - Swagger UI",
-            swagger_js_url=f"{root}{ASSETS}/swagger-ui-bundle.js",
-            swagger_css_url=f"{root}{ASSETS}/swagger-ui.css",
-            swagger_favicon_url=f"{root}{ASSETS}/favicon.png",
-        )
+            openapi_url=openapi_url, title=f"{app.title} - Swagger UI",
+            swagger_js_url=f"{assets}/swagger-ui-bundle.js",
+            swagger_css_url=f"{assets}/swagger-ui.css", swagger_favicon_url=f"{assets}/favicon.png",
+        )  # fmt: skip
 
     @app.get("/redoc", include_in_schema=False)
     async def redoc(request: Request) -> HTMLResponse:
-        root = request.scope.get("root_path", "")
+        openapi_url, assets = under_root(request)
         return get_redoc_html(
-            openapi_url=root + schema,
-            title=f"{app.title} - ReDoc",
-            redoc_js_url=f"{root}{ASSETS}/redoc.standalone.js",
-            redoc_favicon_url=f"{root}{ASSETS}/favicon.png",
-            with_google_fonts=False,
-        )
+            openapi_url=openapi_url, title=f"{app.title} - ReDoc",
+            redoc_js_url=f"{assets}/redoc.standalone.js",
+            redoc_favicon_url=f"{assets}/favicon.png", with_google_fonts=False,
+        )  # fmt: skip
