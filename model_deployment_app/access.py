@@ -14,14 +14,13 @@ A request with two `Authorization` headers is refused: a gateway that reads the 
 server that read the last would disagree on who called.
 """
 
-import hashlib
 import ipaddress
 from typing import Literal
 
 from model_deployment_app.errors import Forbidden, MalformedRequest, TooManyRequests, Unauthorized
 from model_deployment_app.ratelimit import RateLimiter
 from model_deployment_app.settings import AccessSettings
-from model_deployment_app.tokens import TokenFile
+from model_deployment_app.tokens import TokenFile, digest
 
 Kind = Literal["health", "metrics", "admin", "page", "api"]
 
@@ -81,9 +80,12 @@ class Access:
         """Who is counted: a checked token (as a digest: the counts, and Redis, never hold
         the token itself), else the client's address."""
         if token is not None:
-            digest = hashlib.sha256(token.encode("utf-8", "surrogatepass")).hexdigest()
-            return "t:" + digest[:32]
+            return "t:" + digest(token).hex()[:32]
         return "a:" + self._address(peer, forwarded)
+
+    def _failures(self, peer: str | None, forwarded: str | None) -> str:
+        """The count of an address's refused tokens, apart from its good calls."""
+        return "f:" + self._address(peer, forwarded)
 
     def _address(self, peer: str | None, forwarded: str | None) -> str:
         address = peer or "unknown"
@@ -138,14 +140,9 @@ class Access:
         limiter = self.limiter
         try:
             counted = self.authorize(kind, token)
-        except Unauthorized as refused:
-            if limiter is None:
-                raise
-            failures = "f:" + self._address(peer, forwarded)
-            if limiter.shared:
-                refused.count_as = failures  # type: ignore[attr-defined]
-                raise
-            self._refuse_over(limiter.hit_here(failures))
+        except Unauthorized:
+            if limiter is not None and not limiter.shared:  # shared: `check` counts it
+                self._refuse_over(limiter.hit_here(self._failures(peer, forwarded)))
             raise
         if not counted or limiter is None:
             return None
@@ -170,11 +167,9 @@ class Access:
         """Refuse (401, 403, 429) a request that may not be served now."""
         try:
             caller = self.check_here(kind, authorization, peer, forwarded)
-        except Unauthorized as refused:
-            failures = getattr(refused, "count_as", None)
-            if failures is not None:
-                assert self.limiter is not None
-                self._refuse_over(await self.limiter.hit(failures))
+        except Unauthorized:
+            if self.limiter is not None and self.limiter.shared:
+                self._refuse_over(await self.limiter.hit(self._failures(peer, forwarded)))
             raise
         if caller is not None:
             assert self.limiter is not None

@@ -25,7 +25,8 @@ RECHECK_SECONDS = 1.0
 REMEMBERED = 1024
 
 
-def _digest(token: str) -> bytes:
+def digest(token: str) -> bytes:
+    """A token's SHA-256: all that is kept of it, here and in the rate limiter's counts."""
     return hashlib.sha256(token.encode("utf-8", "surrogatepass")).digest()
 
 
@@ -56,7 +57,7 @@ class TokenFile:
             self._unreadable = True
             return False
         tokens = [line.strip() for line in lines if line.strip() and not line.startswith("#")]
-        self._digests = tuple(_digest(token) for token in tokens)
+        self._digests = tuple(digest(token) for token in tokens)
         self._accepted = set()  # a revoked token must be checked again
         if self._stamp is not None:
             log.info("%s changed: %d token(s) now accepted", self.setting, len(tokens))
@@ -71,12 +72,12 @@ class TokenFile:
         if now - self._checked >= RECHECK_SECONDS:
             self._checked = now
             self._reload()
-        presented = _digest(token)
+        presented = digest(token)
         if presented in self._accepted:
             return True
         found = False
-        for digest in self._digests:
-            found |= hmac.compare_digest(digest, presented)
+        for known in self._digests:
+            found |= hmac.compare_digest(known, presented)
         if found:
             if len(self._accepted) >= REMEMBERED:
                 self._accepted.clear()

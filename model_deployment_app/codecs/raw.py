@@ -14,7 +14,13 @@ def element_count(shape: list[int]) -> int:
     return math.prod(shape)
 
 
-def _strings(raw: bytes, count: int, name: str) -> np.ndarray:
+def _strings(raw: bytes, shape: list[int], name: str) -> np.ndarray:
+    count = element_count(shape)
+    if count * 4 > len(raw):  # a 4-byte length each: checked before count sizes the array
+        raise MalformedRequest(
+            f"input {name!r}: shape {shape} of BYTES needs at least {count * 4} bytes, "
+            f"got {len(raw)}"
+        )
     values = np.empty(count, dtype=object)
     view, offset = memoryview(raw), 0
     for index in range(count):
@@ -42,9 +48,9 @@ def _strings(raw: bytes, count: int, name: str) -> np.ndarray:
 def from_raw(name: str, datatype: str, shape: list[int], raw: bytes) -> np.ndarray:
     """A flat array of the tensor's elements from its raw bytes; 400 when they do not hold
     exactly `shape`'s count of `datatype` elements."""
-    count = element_count(shape)
     if datatype == "BYTES":
-        return _strings(raw, count, name)
+        return _strings(raw, shape, name)
+    count = element_count(shape)
     dtype = DTYPES[datatype].newbyteorder("<")
     if len(raw) != count * dtype.itemsize:
         raise MalformedRequest(

@@ -17,7 +17,7 @@ from model_deployment_app.codecs import tables
 from model_deployment_app.codecs.columns import from_array, to_column
 from model_deployment_app.codecs.raw import element_count, from_raw
 from model_deployment_app.codecs.rows import check_range, check_row_total, to_rows
-from model_deployment_app.errors import InvalidInput, MalformedRequest, PayloadTooLarge, as_sent
+from model_deployment_app.errors import InvalidInput, PayloadTooLarge, as_sent
 from model_deployment_app.inputs import ModelInput, Table
 from model_deployment_app.schema import DTYPES, Column, InputSchema
 
@@ -38,25 +38,14 @@ class Tensor:
         return self.shape[0] if self.shape else 1
 
 
-def _check_declared_size(
-    label: str, datatype: str, shape: list[int], max_rows: int, data: Any
-) -> None:
-    """A shape is a client's number: before anything is sized by it, its rows are held to
-    `max_rows` and its element count to what the data can hold (a BYTES element takes at
-    least its 4-byte length prefix; JSON data is checked value by value later)."""
+def _check_declared_rows(label: str, shape: list[int], max_rows: int) -> None:
+    """A shape is a client's number: its rows are held to `max_rows` before anything is
+    read (raw bytes are held to the element count in `raw`, JSON values one by one later)."""
     rows = shape[0] if shape else 1
     if rows > max_rows:
         raise PayloadTooLarge(
             f"{label}: shape {shape} declares {rows} rows; the limit is {max_rows} a request"
         )
-    if isinstance(data, bytes):
-        count = element_count(shape)
-        least = count * (4 if datatype == "BYTES" else DTYPES[datatype].itemsize)
-        if least > len(data):
-            raise MalformedRequest(
-                f"{label}: shape {shape} of {datatype} needs "
-                f"{'at least ' if datatype == 'BYTES' else ''}{least} bytes, got {len(data)}"
-            )
 
 
 def _check_integer_range(label: str, datatype: str, data: Any) -> None:
@@ -112,7 +101,7 @@ def read_tensors(payload: Any, max_rows: int) -> list[Tensor]:
         ):
             raise InvalidInput(f"{label}: shape must be a list of sizes, got {shape!r}")
         data = item.get("data")
-        _check_declared_size(label, datatype, shape, max_rows, data)
+        _check_declared_rows(label, shape, max_rows)
         if not isinstance(data, bytes):
             _check_integer_range(label, datatype, data)
         if isinstance(data, bytes):
