@@ -2,6 +2,7 @@
 connection cap, large bodies decoded off the event loop, bounded cache memory, and JSON for
 everything the server refuses, down to malformed HTTP."""
 
+import contextlib
 import gzip
 import socket
 import threading
@@ -97,18 +98,21 @@ def one_second_deadlines(
 
 @pytest.mark.slow
 def test_idle_and_slow_connections_are_closed_while_others_are_served(
-    one_second_deadlines: ServerProcess,
+    one_second_deadlines: ServerProcess, request: pytest.FixtureRequest
 ) -> None:
     server = one_second_deadlines
-    idle = socket.create_connection(("127.0.0.1", server.port))
-    trickle = socket.create_connection(("127.0.0.1", server.port))
-    body_late = socket.create_connection(("127.0.0.1", server.port))
+    sockets = contextlib.ExitStack()
+    request.addfinalizer(sockets.close)
+    idle, trickle, body_late = (
+        sockets.enter_context(socket.create_connection(("127.0.0.1", server.port)))
+        for _ in range(3)
+    )
     trickle.sendall(b"POST /predict HTTP/1.1\r\nHost: x\r\n")
     body_late.sendall(b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n[[1")
 
-    def keep_trickling() -> None:
-        for _ in range(8):
-            time.sleep(0.25)
+    def keep_trickling() -> None:  # on past the deadline: the 408 must still reach the client
+        for _ in range(40):
+            time.sleep(0.05)
             try:
                 trickle.sendall(b"X")
             except OSError:
@@ -116,6 +120,7 @@ def test_idle_and_slow_connections_are_closed_while_others_are_served(
 
     threading.Thread(target=keep_trickling, daemon=True).start()
     assert httpx.post(f"{server.url}/predict", json=[[5.1, 3.5, 1.4, 0.2]]).status_code == 200
+    time.sleep(1.5)  # past the deadlines, while the trickle goes on
     for sock, status, words in (
         (idle, 408, "headers did not arrive within 1s"),
         (trickle, 408, "headers did not arrive within 1s"),
@@ -123,12 +128,10 @@ def test_idle_and_slow_connections_are_closed_while_others_are_served(
     ):
         code, body = json_error(read_all(sock))
         assert (code, words in body["error"]) == (status, True), body
-        sock.close()
-    malformed = socket.create_connection(("127.0.0.1", server.port))
+    malformed = sockets.enter_context(socket.create_connection(("127.0.0.1", server.port)))
     malformed.sendall(b"NOT HTTP AT ALL\r\n\r\n")
     code, body = json_error(read_all(malformed))
     assert code == 400 and body["error"].startswith("malformed HTTP request")
-    malformed.close()
 
 
 @pytest.mark.slow

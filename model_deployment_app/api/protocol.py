@@ -20,7 +20,7 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 Phase = Literal["waiting", "headers", "body"]
 
-# After refusing an oversized head, how long the rest of it is read and dropped before close.
+# After a refusal, how long what the client still sends is read and dropped before close.
 LINGER_SECONDS = 1.0
 
 
@@ -55,7 +55,10 @@ class GuardedHttpProtocol(HttpToolsProtocol):
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
         if len(self.connections) > self.max_connections:
-            self._refuse(b"503 Service Unavailable", "too many connections; try again shortly")
+            # Nothing was read yet, and lingering would hold the very connections refused.
+            self._refuse(
+                b"503 Service Unavailable", "too many connections; try again shortly", linger=False
+            )
             return
         self._arm("waiting")
 
@@ -85,22 +88,11 @@ class GuardedHttpProtocol(HttpToolsProtocol):
         super().on_headers_complete()
 
     def _refuse_head(self) -> None:
-        """431, then a lingering close: the rest of the head is read and dropped for a moment,
-        since closing with unread bytes makes the kernel reset the connection and the client
-        would never see the answer."""
-        transport = self.transport
-        if transport.is_closing():
-            return
-        self._disarm()
-        message = (
+        self._refuse(
+            b"431 Request Header Fields Too Large",
             f"the request's headers are larger than {self.max_header_bytes} bytes "
-            "(MDA_MAX_HEADER_BYTES)"
+            "(MDA_MAX_HEADER_BYTES)",
         )
-        transport.write(_json_reply(b"431 Request Header Fields Too Large", message))
-        self.data_received = lambda data: None  # type: ignore[method-assign]
-        if transport.can_write_eof():
-            transport.write_eof()
-        self.loop.call_later(LINGER_SECONDS, transport.close)
 
     def _awaited(self) -> Phase | None:
         """What the connection still waits for, read from uvicorn's own state (no parser
@@ -139,10 +131,21 @@ class GuardedHttpProtocol(HttpToolsProtocol):
             b"408 Request Timeout", f"the request {what} did not arrive within {seconds:g}s"
         )
 
-    def _refuse(self, status: bytes, message: str) -> None:
-        if not self.transport.is_closing():
-            self.transport.write(_json_reply(status, message))
-            self.transport.close()
+    def _refuse(self, status: bytes, message: str, linger: bool = True) -> None:
+        """The JSON answer, then a lingering close: what the client still sends is read and
+        dropped for a moment, since closing with unread bytes makes the kernel reset the
+        connection, and a reset client loses the answer it was sent."""
+        transport = self.transport
+        if transport.is_closing():
+            return
+        self._disarm()
+        transport.write(_json_reply(status, message))
+        if not linger or not transport.can_write_eof():
+            transport.close()
+            return
+        self.data_received = lambda data: None  # type: ignore[method-assign]
+        transport.write_eof()
+        self.loop.call_later(LINGER_SECONDS, transport.close)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm()
