@@ -9,8 +9,11 @@ STAMP := $(VENV)/.installed
 PEERS := .venv-peers
 PEERS_STAMP := $(PEERS)/.installed
 PORT ?= 8080
-# A comma, for use inside $(if ...).
+# A comma, for use inside $(if ...), and a space.
 , := ,
+space := $(subst ,, )
+# What `make install` puts into .venv: every model family, and the tools.
+EXTRAS := torch transformers xgboost lightgbm catboost onnx deploy dev docs
 VERSION = $(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml | head -n 1)
 
 PHONY_DOCS := docs docs-serve
@@ -26,7 +29,7 @@ DEPENDENCIES := $(VENV)/.dependencies
 SERVE_DEPENDENCIES := $(VENV)/.dependencies-serve
 $(DEPENDENCIES): FORCE
 	@mkdir -p $(VENV)
-	@$(PYTHON) docker/requirements.py torch transformers deploy dev docs > $@.new
+	@$(PYTHON) docker/requirements.py $(EXTRAS) > $@.new
 	@if cmp -s $@.new $@; then rm $@.new; else mv $@.new $@; fi
 $(SERVE_DEPENDENCIES): FORCE
 	@mkdir -p $(VENV)
@@ -44,7 +47,7 @@ $(STAMP): $(DEPENDENCIES)
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(INSTALL_TORCH)
-	$(BIN)/pip install -q -e ".[torch,transformers,deploy,dev,docs]"
+	$(BIN)/pip install -q -e ".[$(subst $(space),$(,),$(EXTRAS))]"
 	@touch $(STAMP) $(SERVE_STAMP)
 
 # What serving the demo needs and nothing more: no torch, no deploy or dev tools.
@@ -54,7 +57,7 @@ $(SERVE_STAMP): $(SERVE_DEPENDENCIES)
 	$(BIN)/pip install -q -e .
 	@touch $(SERVE_STAMP)
 
-install: $(STAMP) ## Install the package, torch (CPU), transformers, deploy, dev and docs tools into .venv
+install: $(STAMP) ## Install the package, every model family (torch's CPU build), deploy, dev and docs tools into .venv
 
 # Peers' clients pin FastAPI versions of their own, so they get a venv of their own. The
 # tests use them to build requests exactly as MLServer's, KServe's and Triton's clients do.
@@ -140,7 +143,10 @@ IMAGE = $(REGISTRY)/model-deployment-app
 WITH_TORCH ?= false
 WITH_MLFLOW ?= false
 WITH_TRANSFORMERS ?= false
-IMAGE_TAG = $(VERSION)$(if $(filter true,$(WITH_TORCH)),-torch)$(if $(filter true,$(WITH_TRANSFORMERS)),-transformers)$(if $(filter true,$(WITH_MLFLOW)),-mlflow)
+# Model families whose libraries the image carries, e.g. FAMILIES=xgboost,lightgbm: tag -xgboost-lightgbm.
+FAMILIES ?=
+FAMILY_TAG = $(subst $(space),,$(foreach family,$(subst $(,), ,$(FAMILIES)),-$(family)))
+IMAGE_TAG = $(VERSION)$(if $(filter true,$(WITH_TORCH)),-torch)$(if $(filter true,$(WITH_TRANSFORMERS)),-transformers)$(FAMILY_TAG)$(if $(filter true,$(WITH_MLFLOW)),-mlflow)
 CI_IMAGE ?= model-deployment-app-ci:$(VERSION)
 
 NEW_MODEL_ARGS = $(NAME) $(if $(JOB),--job $(JOB)) $(if $(INPUT_SIZE),--input-size $(INPUT_SIZE)) \
@@ -171,12 +177,12 @@ ENGINE_CHECK = @$(CONTAINER_ENGINE) info >/dev/null 2>&1 || { echo "error: $(CON
 not answer ('$(CONTAINER_ENGINE) info' failed): $(if $(filter podman,$(CONTAINER_ENGINE)),install \
 podman (Debian: apt-get install podman) or start it,start it$(,) or use CONTAINER_ENGINE=podman)" >&2; exit 1; }
 
-docker-base: ## Build and push REGISTRY/model-deployment-app:VERSION (WITH_TORCH=true, WITH_TRANSFORMERS=true, WITH_MLFLOW=true; CONTAINER_ENGINE=podman)
+docker-base: ## Build and push REGISTRY/model-deployment-app:VERSION (WITH_TORCH=true, WITH_TRANSFORMERS=true, FAMILIES=xgboost,lightgbm,catboost,onnx, WITH_MLFLOW=true; CONTAINER_ENGINE=podman)
 	@test -n "$(REGISTRY)" || { echo "error: REGISTRY is not set: make docker-base \
 	REGISTRY=<registry>/<repository>, e.g. europe-docker.pkg.dev/my-project/mda" >&2; exit 1; }
 	$(ENGINE_CHECK)
 	DOCKER_BUILDKIT=1 $(CONTAINER_ENGINE) build -f docker/Dockerfile --build-arg WITH_TORCH=$(WITH_TORCH) \
-		--build-arg WITH_TRANSFORMERS=$(WITH_TRANSFORMERS) \
+		--build-arg WITH_TRANSFORMERS=$(WITH_TRANSFORMERS) --build-arg FAMILIES=$(FAMILIES) \
 		--build-arg WITH_MLFLOW=$(WITH_MLFLOW) -t $(IMAGE):$(IMAGE_TAG) .
 	$(CONTAINER_ENGINE) push $(IMAGE):$(IMAGE_TAG)
 
@@ -189,15 +195,16 @@ bump-version: $(STAMP) ## Bump pyproject's version and every chart's appVersion:
 	$(BIN)/python -m model_deployment_app.deploy.versioning $(PART)
 	@$(BIN)/pip install -q --no-deps -e . # the installed version too, nothing else
 
-image-test: $(STAMP) ## Build the base image with podman and run the rendered chart's pod in it
+image-test: $(STAMP) ## Build the base image (and its xgboost variant) with podman and run the rendered chart's pod in each
 	@command -v podman >/dev/null && command -v mmdebstrap >/dev/null || { \
 		echo "installing podman and mmdebstrap (apt)"; \
 		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq podman \
 			mmdebstrap runc uidmap >/dev/null) \
 		|| { echo "error: could not install podman and mmdebstrap (Debian packages)" >&2; exit 1; }; }
 	$(BIN)/python docker/image_test.py
+	$(BIN)/python docker/image_test.py --family xgboost
 
-bench: $(STAMP) ## Load benchmark on loopback: floor, reference apps, mda (ONLY=tabular|text; BASELINE=<git ref> [PIN=0]: against an earlier version; SOAK=600)
+bench: $(STAMP) ## Load benchmark on loopback: floor, reference apps, mda (ONLY=tabular|families|text; BASELINE=<git ref> [PIN=0]: against an earlier version; SOAK=600)
 	@command -v h2load >/dev/null || { echo "installing h2load (apt: nghttp2-client)"; \
 		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nghttp2-client >/dev/null \
 		|| echo "warning: no h2load; the gRPC and REST h2load figures are skipped" >&2; }

@@ -62,6 +62,36 @@ def train(directory: Path) -> list[DemoModel]:
     return models
 
 
+def train_families(directory: Path) -> list[tuple[DemoModel, DemoModel]]:
+    """A 100-tree XGBoost and a 100-tree LightGBM classifier on the same task, each pickled
+    (joblib) and in its own format; families whose library is missing are left out."""
+    x, y = make_classification(n_samples=2000, n_features=N_FEATURES, random_state=0)
+    found = []
+    for family in ("xgboost", "lightgbm"):
+        try:
+            library = __import__(family)
+        except ImportError:
+            continue
+        if family == "xgboost":
+            estimator = library.XGBClassifier(n_estimators=100, max_depth=6).fit(x, y)
+            native = directory / f"{family}.json"
+            estimator.save_model(str(native))
+        else:
+            estimator = library.LGBMClassifier(n_estimators=100, verbose=-1).fit(x, y)
+            native = directory / f"{family}.txt"
+            estimator.booster_.save_model(str(native))
+        pickled = directory / f"{family}.joblib"
+        joblib.dump(estimator, pickled)
+        pair = []
+        for artifact, model_type in ((pickled, "joblib"), (native, family)):
+            config = directory / f"{family}-{model_type}.yaml"
+            settings = {**_config(family, artifact), "modelType": model_type}
+            config.write_text(yaml.safe_dump(settings, sort_keys=False))
+            pair.append(DemoModel(family, artifact, config))
+        found.append((pair[0], pair[1]))
+    return found
+
+
 def _people(count: int, seed: int) -> pd.DataFrame:
     rng = np.random.default_rng(seed)
     return pd.DataFrame(

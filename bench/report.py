@@ -25,6 +25,7 @@ REFERENCE_BATCH = "reference app 64-row"
 BINARY_BATCH = "mda V2 64-row binary"
 H2_REST = "mda REST (h2load, HTTP/1.1)"
 H2_GRPC = "mda gRPC (h2load, HTTP/2)"
+PICKLED = "mda pickled, uncached"
 GUARDED_UNCACHED = "mda uncached, token + limit"
 GUARDED_CACHED = "mda cached, token + limit"
 NO_SWAP = "mda uncached, no swap"
@@ -245,6 +246,23 @@ def targets(measurements: list[Measurement], pss: Memory) -> list[Target]:
             for what, guarded, plain in (
                 ("uncached", GUARDED_UNCACHED, UNCACHED),
                 ("cached", GUARDED_CACHED, CACHED),
+            )
+        ),
+        *(
+            target
+            for family in ("xgboost", "lightgbm")
+            if not math.isnan(rate(family, REFERENCE, 50))
+            for target in (
+                Target(
+                    f"{family} (native file), 50 clients: uncached req/s >= 3x reference",
+                    _div(rate(family, UNCACHED, 50), rate(family, REFERENCE, 50)),
+                    3.0,
+                ),
+                Target(
+                    f"{family}, 50 clients: native file req/s >= 1x pickled",
+                    _div(rate(family, UNCACHED, 50), rate(family, PICKLED, 50)),
+                    1.0,
+                ),
             )
         ),
         Target(

@@ -38,6 +38,7 @@ from report import (
     H2_GRPC,
     H2_REST,
     NO_SWAP,
+    PICKLED,
     REFERENCE,
     REFERENCE_BATCH,
     SWAPS,
@@ -236,6 +237,26 @@ def run_scenarios(bench: Bench, workdir: Path) -> None:
             )
 
 
+def run_family_scenarios(bench: Bench, workdir: Path) -> None:
+    """XGBoost and LightGBM: the reference app on the pickle, mda on the pickle and on the
+    family's own file, single uncached rows."""
+    single = Scenario(UNCACHED, models.prediction_bodies(5000, seed=1))
+    for pickled, native in models.train_families(workdir):
+        reference_env = {"REFERENCE_MODEL_PATH": str(pickled.artifact)}
+        bench.serve(
+            native.name, REFERENCE,
+            partial(servers.uvicorn_app, "reference_app:app", env=reference_env),
+            [single.renamed(REFERENCE)],
+        )  # fmt: skip
+        bench.serve(
+            native.name, PICKLED, partial(servers.mda_serve, pickled.config, cache=False),
+            [single.renamed(PICKLED)],
+        )  # fmt: skip
+        bench.serve(
+            native.name, UNCACHED, partial(servers.mda_serve, native.config, cache=False), [single]
+        )
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="about 1 s per scenario (smoke)")
@@ -243,7 +264,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--warmup", type=float, help="seconds of warm-up per scenario (1)")
     parser.add_argument("--json", type=Path, help="also write the results as JSON here")
     parser.add_argument(
-        "--only", choices=["tabular", "text"], help="run only the tabular or the text scenarios"
+        "--only",
+        choices=["tabular", "families", "text"],
+        help="run only the tabular (scikit-learn), the model families' (XGBoost, LightGBM) or "
+        "the text scenarios",
     )
     parser.add_argument(
         "--baseline", metavar="REF", help="compare with this git ref instead (see baseline.py)"
@@ -285,11 +309,14 @@ def main(argv: list[str] | None = None) -> int:
                 os.sched_setaffinity(0, everything - {0})
             print(f"tabular scenarios: {'each server pinned to core 0' if pinned else 'unpinned'}",
                   file=sys.stderr)  # fmt: skip
-            run_scenarios(bench, Path(tmp))
+            if args.only in (None, "tabular"):
+                run_scenarios(bench, Path(tmp))
+            if args.only in (None, "families"):
+                run_family_scenarios(bench, Path(tmp))
             servers.PIN_CORE = None
             os.sched_setaffinity(0, everything)
         text = None
-        if args.only != "tabular":
+        if args.only in (None, "text"):
             text = text_bench.run(Path(tmp), duration, warmup, bench.failures)
     print(f"\n{duration:g} s per scenario after {warmup:g} s of warm-up; closed loop, keep-alive")
     if args.only != "text":

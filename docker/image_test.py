@@ -1,4 +1,6 @@
-"""`make image-test`: build the base image with podman and run the rendered chart's pod in it.
+"""`make image-test`: build the base image with podman and run the rendered chart's pod in it;
+with `--family xgboost`, the image variant that carries XGBoost (`FAMILIES=xgboost`), serving an
+XGBoost model in its own format.
 
 No registry is reachable here, so the base image `docker.io/library/python:3.11-slim` is a
 stand-in: a minimal Debian bookworm (its python3 is 3.11) made by mmdebstrap from the
@@ -99,33 +101,46 @@ def stand_in_base() -> None:
     run("podman", "import", "--change", 'CMD ["python3"]', str(rootfs), BASE)
 
 
-def build(tag: str) -> None:
-    print(f"image-test: podman build -f docker/Dockerfile -t {tag}", flush=True)
+def build(tag: str, family: str | None) -> None:
+    families = ["--build-arg", f"FAMILIES={family}"] if family else []
+    print(
+        f"image-test: podman build -f docker/Dockerfile {' '.join(families)} -t {tag}", flush=True
+    )
     # --no-cache: podman 4.3 cannot bind-mount a cached stage into a step that must run again
     # ("couldn't find .../wheels/app on host"); a fresh build always works.
     run(
-        "podman", "build", "--no-cache", "-f", "docker/Dockerfile", "-t", tag,
+        "podman", "build", "--no-cache", "-f", "docker/Dockerfile", *families, "-t", tag,
         "--network", "host",
         "-v", f"{CA_BUNDLE}:{CA_BUNDLE}:ro", ".", cwd=ROOT,
     )  # fmt: skip
 
 
-def train(directory: Path) -> tuple[Any, Path]:
+def train(directory: Path, family: str | None) -> tuple[Any, Path]:
     X, y = load_iris(return_X_y=True)
-    names = np.asarray(["setosa", "versicolor", "virginica"])[y]
-    model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=500)).fit(X, names)
-    artifact = directory / "model.joblib"
-    joblib.dump(model, artifact)
+    if family == "xgboost":
+        import xgboost
+
+        model = xgboost.XGBClassifier(n_estimators=20, max_depth=3).fit(X, y)
+        artifact = directory / "model.json"
+        model.save_model(str(artifact))
+    else:
+        names = np.asarray(["setosa", "versicolor", "virginica"])[y]
+        model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=500)).fit(X, names)
+        artifact = directory / "model.joblib"
+        joblib.dump(model, artifact)
     artifact.chmod(0o644)
     return model, artifact
 
 
-def rendered_pod(chart: str, tag: str, directory: Path) -> tuple[dict[str, Any], dict[str, Any]]:
+def rendered_pod(
+    chart: str, tag: str, directory: Path, artifact: Path, model_type: str
+) -> tuple[dict[str, Any], dict[str, Any]]:
     """The chart's ConfigMap and Deployment, rendered by `mda render` with a LOCAL model."""
     repository, _, version = tag.rpartition(":")
     values = {
         "image": {"repository": repository, "tag": version},
-        "config": {"model": {"method": "LOCAL", "path": "/models/model.joblib",
+        "config": {"modelType": model_type,
+                   "model": {"method": "LOCAL", "path": f"/models/{artifact.name}",
                              "projectName": None, "bucketName": None, "blobDir": None}},
     }  # fmt: skip
     (directory / "values.yaml").write_text(yaml.safe_dump(values))
@@ -172,7 +187,7 @@ def podman_run_args(
             args += ["--volume", f"{config_dir}:{mount['mountPath']}:ro"]
         elif "emptyDir" in volume:
             args += ["--tmpfs", f"{mount['mountPath']}:rw,mode=1777"]
-    args += ["--volume", f"{artifact}:/models/model.joblib:ro"]
+    args += ["--volume", f"{artifact}:/models/{artifact.name}:ro"]
     for port in container["ports"]:
         args += ["--publish", f"127.0.0.1:{ports[port['name']]}:{port['containerPort']}"]
     return [*args, container["image"]]
@@ -205,20 +220,22 @@ def wait_ready(url: str, seconds: float, container: str) -> None:
     raise Failed(f"not ready on {url} within {seconds:g}s: {(logs.stdout + logs.stderr)[-500:]}")
 
 
-def check_answers(model: Any, http: str, grpc_port: int, configmap: dict[str, Any]) -> None:
+def check_answers(
+    model: Any, http: str, grpc_port: int, configmap: dict[str, Any], atol: float
+) -> None:
     X = load_iris().data[::17]
-    expected = model.predict_proba(X)
+    expected = model.predict_proba(X).astype(np.float64)
     status, body, _ = post(f"{http}/predict", json.dumps({"instances": X.tolist()}).encode())
     reply = json.loads(body)
     assert status == 200 and reply["classes"] == model.classes_.tolist(), reply
-    np.testing.assert_allclose(reply["predictions"], expected, atol=1e-9)
+    np.testing.assert_allclose(reply["predictions"], expected, atol=atol)
     model_name = yaml.safe_load(configmap["data"]["config.yaml"])["name"]
     tensor = {"name": "input-0", "shape": list(X.shape), "datatype": "FP64",
               "data": X.ravel().tolist()}  # fmt: skip
     status, body, _ = post(f"{http}/v2/models/{model_name}/infer",
                            json.dumps({"inputs": [tensor]}).encode())  # fmt: skip
     output = json.loads(body)["outputs"][0]
-    np.testing.assert_allclose(np.reshape(output["data"], output["shape"]), expected, atol=1e-9)
+    np.testing.assert_allclose(np.reshape(output["data"], output["shape"]), expected, atol=atol)
     header = json.dumps({"inputs": [{**{k: v for k, v in tensor.items() if k != "data"},
                                      "parameters": {"binary_data_size": X.size * 8}}],
                          "parameters": {"binary_data_output": True}}).encode()  # fmt: skip
@@ -228,7 +245,7 @@ def check_answers(model: Any, http: str, grpc_port: int, configmap: dict[str, An
     )  # fmt: skip
     split = int(headers["Inference-Header-Content-Length"])
     binary = np.frombuffer(body[split:], "<f8").reshape(expected.shape)
-    np.testing.assert_allclose(binary, expected, atol=1e-9)
+    np.testing.assert_allclose(binary, expected, atol=atol)
     import grpc
 
     from model_deployment_app.grpc_v2 import grpc_predict_v2_pb2 as pb
@@ -240,7 +257,7 @@ def check_answers(model: Any, http: str, grpc_port: int, configmap: dict[str, An
     with grpc.insecure_channel(f"127.0.0.1:{grpc_port}") as channel:
         answer = pb_grpc.GRPCInferenceServiceStub(channel).ModelInfer(request, timeout=30)
     values = np.frombuffer(answer.raw_output_contents[0], "<f8").reshape(expected.shape)
-    np.testing.assert_allclose(values, expected, atol=1e-9)
+    np.testing.assert_allclose(values, expected, atol=atol)
 
 
 def image_size_mb(tag: str) -> tuple[float, float]:
@@ -254,12 +271,17 @@ def image_size_mb(tag: str) -> tuple[float, float]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--chart", default="iris-classifier", help="the model chart to run")
+    parser.add_argument(
+        "--family",
+        choices=["xgboost"],
+        help="build this family's image variant and serve its model",
+    )
     args = parser.parse_args()
     version = next(
         line.split('"')[1] for line in (ROOT / "pyproject.toml").read_text().splitlines()
         if line.startswith("version = ")
     )  # fmt: skip
-    tag = f"localhost/model-deployment-app:{version}"
+    tag = f"localhost/model-deployment-app:{version}" + (f"-{args.family}" if args.family else "")
     with tempfile.TemporaryDirectory(prefix="mda-image-test-") as tmp:
         directory = Path(tmp)
         directory.chmod(0o755)
@@ -270,9 +292,10 @@ def main() -> int:
         try:
             podman_can_run_containers()
             stand_in_base()
-            build(tag)
-            model, artifact = train(directory)
-            configmap, deployment = rendered_pod(args.chart, tag, directory)
+            build(tag, args.family)
+            model, artifact = train(directory, args.family)
+            model_type = args.family or "joblib"
+            configmap, deployment = rendered_pod(args.chart, tag, directory, artifact, model_type)
             ports = {"http": free_port(), "grpc": free_port()}
             podman_args = podman_run_args(configmap, deployment, artifact, directory, ports)
             container = podman_args[1]
@@ -281,7 +304,8 @@ def main() -> int:
             probe = deployment["spec"]["template"]["spec"]["containers"][0]["readinessProbe"]
             wait_ready(f"{http}{probe['httpGet']['path']}", 120, container)
             print(f"image-test: the pod is ready on {probe['httpGet']['path']}", flush=True)
-            check_answers(model, http, ports["grpc"], configmap)
+            # XGBoost computes in float32: its answers are float32 values, widened.
+            check_answers(model, http, ports["grpc"], configmap, 1e-6 if args.family else 1e-9)
             print("image-test: /predict, V2 JSON, V2 binary and gRPC answer as the model does")
             started = time.monotonic()
             run("podman", "stop", "--time", "30", container)
@@ -291,7 +315,7 @@ def main() -> int:
                 raise Failed(f"the server exited {code.strip()} on SIGTERM")
             image, base = image_size_mb(tag)
             print(
-                f"image-test: image {image:.0f} MB on the {base:.0f} MB stand-in base: "
+                f"image-test: image {tag} {image:.0f} MB on the {base:.0f} MB stand-in base: "
                 f"{image - base:.0f} MB of our own layers; on the published python:3.11-slim "
                 f"({PUBLISHED_SLIM_MB} MB) about {image - base + PUBLISHED_SLIM_MB:.0f} MB"
             )

@@ -2,6 +2,7 @@
 
     python docker/requirements.py              # the serving dependencies only
     python docker/requirements.py deploy dev   # plus those extras
+    python docker/requirements.py --only xgboost,onnx   # those extras alone (the image's FAMILIES)
 
 Run on pyproject.toml alone (before the source is copied), so the dependency layer stays
 cached until the dependencies change.
@@ -13,7 +14,14 @@ import tomllib
 with open("pyproject.toml", "rb") as file:
     project = tomllib.load(file)["project"]
 
-requirements = list(project["dependencies"])
-for extra in sys.argv[1:]:
-    requirements += project["optional-dependencies"][extra]
+arguments = sys.argv[1:]
+only = arguments[:1] == ["--only"]
+extras = " ".join(arguments[1:] if only else arguments).replace(",", " ").split()
+known = project["optional-dependencies"]
+unknown = [extra for extra in extras if extra not in known]
+if unknown:
+    sys.exit(f"error: unknown extra(s) {', '.join(unknown)}: one of {', '.join(known)}")
+requirements = [] if only else list(project["dependencies"])
+for extra in extras:
+    requirements += known[extra]
 print("\n".join(requirements))

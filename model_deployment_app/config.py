@@ -4,12 +4,24 @@ One pydantic model, camelCase keys, unknown keys refused, so a typo is named at 
 """
 
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictInt,
+    StrictStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from model_deployment_app.errors import StartupError
+
+if TYPE_CHECKING:
+    from model_deployment_app.runtimes import Runtime
 
 Sha256 = Annotated[str, Field(pattern=r"^[0-9a-fA-F]{64}$")]
 RefreshSeconds = Annotated[float | None, Field(alias="refreshSeconds", default=None, ge=1)]
@@ -72,18 +84,48 @@ class ModelConfig(_Strict):
     """What to serve and how: the whole of `config.yaml`."""
 
     name: str = Field(default="model", pattern=r"^[a-z0-9]([a-z0-9._-]{0,61}[a-z0-9])?$")
-    model_type: Literal["pkl", "joblib", "skops", "transformers"] = Field(alias="modelType")
+    model_type: str = Field(alias="modelType")
+    """The artifact's format, which names the runtime that loads it (`runtimes.MODEL_TYPES`)."""
     job: Literal["classification", "regression"]
     model: ModelSource
     input_size: int | None = Field(default=None, alias="inputSize", gt=0, le=1_000_000)
     inputs: tuple[InputSpec, ...] | None = Field(default=None, min_length=1, max_length=10_000)
     examples: tuple[Any, ...] | None = Field(default=None, min_length=1, max_length=20)
     """A few inputs the playground offers as buttons: rows of numbers, records, or texts."""
+    classes: tuple[StrictStr | StrictInt, ...] | None = Field(
+        default=None, min_length=2, max_length=100_000
+    )
+    """The class labels of a classifier whose file records none, in column order."""
+
+    @property
+    def runtime(self) -> "Runtime":
+        """The runtime that loads this `modelType`."""
+        from model_deployment_app.runtimes import for_model_type
+
+        return for_model_type(self.model_type)
 
     @property
     def is_folder(self) -> bool:
         """The artifact is a folder (a transformers `save_pretrained` folder), not a file."""
-        return self.model_type == "transformers"
+        return self.runtime.folder
+
+    @field_validator("model_type")
+    @classmethod
+    def _known_type(cls, value: str) -> str:
+        from model_deployment_app.runtimes import MODEL_TYPES
+
+        if value not in MODEL_TYPES:
+            raise ValueError("expected one of " + ", ".join(MODEL_TYPES))
+        return value
+
+    @model_validator(mode="after")
+    def _classes_fit(self) -> "ModelConfig":
+        if self.classes is not None:
+            if self.job != "classification":
+                raise ValueError("classes applies to job classification only")
+            if len(set(self.classes)) != len(self.classes):
+                raise ValueError("classes: repeated labels")
+        return self
 
     @model_validator(mode="after")
     def _examples_fit(self) -> "ModelConfig":
@@ -103,13 +145,14 @@ class ModelConfig(_Strict):
 
     @model_validator(mode="after")
     def _one_input_form(self) -> "ModelConfig":
-        if self.model_type == "transformers":
+        if self.runtime.takes_text:
+            kind = self.model_type
             if self.input_size is not None:
-                raise ValueError("inputSize does not apply to transformers models (they take text)")
+                raise ValueError(f"inputSize does not apply to {kind} models (they take text)")
             if self.inputs is not None and (
                 len(self.inputs) != 1 or self.inputs[0].datatype != "BYTES"
             ):
-                raise ValueError("inputs: a transformers model takes one BYTES input (the text)")
+                raise ValueError(f"inputs: a {kind} model takes one BYTES input (the text)")
             return self
         if (self.input_size is None) == (self.inputs is None):
             raise ValueError(

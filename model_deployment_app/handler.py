@@ -67,10 +67,10 @@ class DataPlane:
 
     @staticmethod
     def _may_inline(key: Hashable) -> bool:
-        """scikit-learn models only: torch keeps a thread pool per calling thread, and its
-        calls stay on the one model thread."""
+        """Where the model's runtime allows it (torch keeps a thread pool per calling thread:
+        its calls stay on the one model thread)."""
         model: LoadedModel = key[0]  # type: ignore[index]  # the batch key infer() builds
-        return model.platform == "sklearn"
+        return model.inline
 
     @staticmethod
     def _call_model(key: Hashable, rows: ModelInput) -> np.ndarray:

@@ -16,7 +16,7 @@ from model_deployment_app.config import ModelConfig
 from model_deployment_app.errors import StartupError
 from model_deployment_app.handler import DataPlane
 from model_deployment_app.predictor import load_model
-from model_deployment_app.settings import ServerSettings, TextModelSettings
+from model_deployment_app.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -35,13 +35,11 @@ class ModelWatcher:
         self,
         plane: DataPlane,
         config: ModelConfig,
-        settings: ServerSettings,
-        text: TextModelSettings | None = None,
+        settings: Settings,
     ) -> None:
         self.plane = plane
         self.config = config
         self.settings = settings
-        self.text = text
         self.refused_token: str | None = None
         self._lock = asyncio.Lock()
 
@@ -71,7 +69,7 @@ class ModelWatcher:
                 token = await asyncio.to_thread(
                     storage.probe,
                     self.config.model,
-                    self.settings.load_timeout_seconds,
+                    self.settings.server.load_timeout_seconds,
                     folder=self.config.is_folder,
                 )
             except StartupError as error:
@@ -80,9 +78,7 @@ class ModelWatcher:
             if not force and token in (current.source_token, self.refused_token):
                 return ReloadResult("unchanged", current.version)
             try:
-                candidate = await asyncio.to_thread(
-                    load_model, self.config, self.settings, self.text
-                )
+                candidate = await asyncio.to_thread(load_model, self.config, self.settings)
             except StartupError as error:
                 self.refused_token = token
                 metrics.model_reload_failures.inc()

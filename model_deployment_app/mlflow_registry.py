@@ -76,28 +76,37 @@ def download(model_uri: str, folder: Path) -> tuple[Path, str, str]:
     return Path(local), f"{model_uri} (version {version.version})", version.version
 
 
-def load_model_directory(path: Path, model_type: str) -> Any:
-    """An MLflow model directory: its scikit-learn flavour, or, for a plain artifact logged
-    as is, the one joblib / pickle / skops file of the configured `modelType` in it."""
+def flavors_of(path: Path) -> dict[str, Any] | None:
+    """The flavours an MLflow model directory's `MLmodel` file lists (None: no MLmodel file,
+    a plain artifact logged as is)."""
     mlmodel = path / "MLmodel"
-    if mlmodel.is_file():
-        import yaml
+    if not mlmodel.is_file():
+        return None
+    import yaml
 
-        flavors = (yaml.safe_load(mlmodel.read_text()) or {}).get("flavors", {})
-        if "sklearn" in flavors:
-            import mlflow.sklearn
+    try:
+        flavors = (yaml.safe_load(mlmodel.read_text()) or {}).get("flavors") or {}
+    except (yaml.YAMLError, AttributeError) as error:
+        raise StartupError(f"the MLflow model's MLmodel file is not valid: {error}") from None
+    return flavors if isinstance(flavors, dict) else {}
 
-            return mlflow.sklearn.load_model(str(path))
-        raise StartupError(
-            f"the MLflow model has only the flavors {', '.join(flavors) or 'none'}: log it with "
-            "mlflow.sklearn, or log the joblib/pickle/skops file itself as the model's artifact"
-        )
-    suffix = {"joblib": ".joblib", "pkl": ".pkl", "skops": ".skops"}[model_type]
-    candidates = sorted(p for p in path.rglob(f"*{suffix}") if p.is_file())
+
+def flavor_file(path: Path, flavor: str, suffixes: tuple[str, ...]) -> Path:
+    """The native file inside an MLflow model directory: the `data` file of its `flavor`, or,
+    for a plain artifact logged as is, its one file ending in one of `suffixes`."""
+    flavors = flavors_of(path)
+    if flavors is not None:
+        data = (flavors.get(flavor) or {}).get("data")
+        if not isinstance(data, str) or not (path / data).is_file():
+            raise StartupError(
+                f"the MLflow model has no {flavor} flavour file (its flavours: "
+                f"{', '.join(flavors) or 'none'}): log it with mlflow.{flavor}"
+            )
+        return path / data
+    candidates = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix in suffixes)
     if len(candidates) != 1:
         found = ", ".join(p.name for p in path.rglob("*") if p.is_file()) or "nothing"
         raise StartupError(
-            f"expected one {suffix} file (modelType {model_type}) in the MLflow model, "
-            f"found {found}"
+            f"expected one {' or '.join(suffixes)} file in the MLflow model, found {found}"
         )
     return candidates[0]

@@ -13,13 +13,13 @@ from typing import Any
 
 import numpy as np
 
-from model_deployment_app import storage
+from model_deployment_app import runtimes, storage
 from model_deployment_app.config import ModelConfig
 from model_deployment_app.errors import InvalidInput, StartupError
 from model_deployment_app.inputs import ModelInput
-from model_deployment_app.loading import load_estimator
+from model_deployment_app.runtimes import LoadContext, Runtime
 from model_deployment_app.schema import InputSchema, schema_for
-from model_deployment_app.settings import ServerSettings, TextModelSettings
+from model_deployment_app.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +39,7 @@ class LoadedModel:
     classes: list[Any] | None = None
     output_width: int | None = None  # columns per row of the default output; None: scalar
     platform: str = "sklearn"
+    inline: bool = True  # a quick call may run on the event loop (the runtime says)
     load_seconds: float = 0.0
     outputs: tuple[str, ...] = field(default=())
     source_token: str = ""  # what the source said its version was when this was fetched
@@ -82,26 +83,25 @@ class LoadedModel:
         return np.ascontiguousarray(self.estimator.predict(features))
 
 
-_PLATFORMS = {"PyTorchEstimator": "pytorch", "TextClassifier": "transformers"}
-
-
-def _platform_of(estimator: Any) -> str:
-    return _PLATFORMS.get(type(estimator).__name__, "sklearn")
-
-
-def prepare(estimator: Any, config: ModelConfig, sha256: str) -> LoadedModel:
-    """Check the estimator fits the config and learn its output shape with one warm-up call."""
+def prepare(
+    estimator: Any, config: ModelConfig, sha256: str, runtime: Runtime | None = None
+) -> LoadedModel:
+    """Check the estimator fits the config and learn its output shape with one warm-up call.
+    `runtime` is the family serving it (default: the one `config.modelType` and the object
+    itself name)."""
     what = type(estimator).__name__
     if not callable(getattr(estimator, "predict", None)):
         raise StartupError(f"the artifact ({what}) has no predict method")
-    schema = schema_for(config, estimator)
+    runtime = runtime or runtimes.serving(config.model_type, estimator)
+    schema = schema_for(config, estimator, runtime)
     model = LoadedModel(
         name=config.name,
         job=config.job,
         estimator=estimator,
         schema=schema,
         sha256=sha256,
-        platform=_platform_of(estimator),
+        platform=runtime.platform,
+        inline=runtime.inline,
     )
     if config.job == "classification":
         if not callable(getattr(estimator, "predict_proba", None)):
@@ -114,7 +114,7 @@ def prepare(estimator: Any, config: ModelConfig, sha256: str) -> LoadedModel:
         classes = getattr(estimator, "classes_", None)
         if classes is None:
             raise StartupError(f"job is classification but the model ({what}) has no classes_")
-        model.classes = np.asarray(classes).tolist()
+        model.classes = _class_labels(config, classes)
         if warm is not None and (warm.ndim != 2 or warm.shape[1] != len(model.classes)):
             raise StartupError(
                 f"predict_proba returns {warm.shape[1:]} columns for {len(model.classes)} classes"
@@ -123,6 +123,18 @@ def prepare(estimator: Any, config: ModelConfig, sha256: str) -> LoadedModel:
     elif warm is not None:
         model.output_width = warm.shape[1] if warm.ndim == 2 else None
     return model
+
+
+def _class_labels(config: ModelConfig, recorded: Any) -> list[Any]:
+    """The labels of the probability columns. A runtime whose files record none labels them
+    with the config's `classes`; an estimator that has its own keeps them."""
+    labels = np.asarray(recorded).tolist()
+    if config.classes is not None and labels != list(config.classes):
+        raise StartupError(
+            f"classes: the model's own labels are {labels}; classes names the labels of "
+            "native files that record none (set it there, or leave it out)"
+        )
+    return labels
 
 
 def _warm_up(model: LoadedModel) -> np.ndarray | None:
@@ -145,16 +157,14 @@ def _warm_up(model: LoadedModel) -> np.ndarray | None:
 _CAUSE_GRACE_SECONDS = 2.0
 
 
-def load_model(
-    config: ModelConfig, settings: ServerSettings, text: TextModelSettings | None = None
-) -> LoadedModel:
+def load_model(config: ModelConfig, settings: Settings) -> LoadedModel:
     """Fetch, load and check the configured model within `MDA_LOAD_TIMEOUT_SECONDS`;
     StartupError names what is wrong, whatever went wrong."""
     outcome: list[LoadedModel | BaseException] = []
 
     def work() -> None:
         try:
-            outcome.append(_load(config, settings, text or TextModelSettings()))
+            outcome.append(_load(config, settings))
         except BaseException as error:  # handed to the waiting thread below
             outcome.append(error)
 
@@ -163,11 +173,11 @@ def load_model(
     worker.start()
     # The download's own retries stop at the same deadline and then name their cause (GCS
     # unreachable, say): a moment's grace lets that message, not this generic one, be the line.
-    worker.join(settings.load_timeout_seconds + _CAUSE_GRACE_SECONDS)
+    timeout = settings.server.load_timeout_seconds
+    worker.join(timeout + _CAUSE_GRACE_SECONDS)
     if not outcome:
         raise StartupError(
-            f"loading the model took longer than {settings.load_timeout_seconds:g}s "
-            "(MDA_LOAD_TIMEOUT_SECONDS)"
+            f"loading the model took longer than {timeout:g}s (MDA_LOAD_TIMEOUT_SECONDS)"
         )
     result = outcome[0]
     if isinstance(result, StartupError):
@@ -177,25 +187,22 @@ def load_model(
     return result
 
 
-def _load(config: ModelConfig, settings: ServerSettings, text: TextModelSettings) -> LoadedModel:
+def _load(config: ModelConfig, settings: Settings) -> LoadedModel:
     started = time.perf_counter()
+    server = settings.server
     artifact = storage.fetch(
-        config.model, settings.download_dir, settings.load_timeout_seconds, folder=config.is_folder
+        config.model, server.download_dir, server.load_timeout_seconds, folder=config.is_folder
     )
-    trusted = tuple(t.strip() for t in settings.skops_trusted_types.split(",") if t.strip())
     try:
-        estimator = load_estimator(
-            artifact.path, config.model_type, trusted,
-            job=config.job, text=text, workers=settings.workers,
-        )  # fmt: skip
+        estimator, runtime = runtimes.load(artifact.path, LoadContext(config, settings))
     finally:
         artifact.discard_download()  # in memory now (or refused): the file is not needed
-    model = prepare(estimator, config, artifact.sha256)
+    model = prepare(estimator, config, artifact.sha256, runtime)
     model.source_token = artifact.token
     model.load_seconds = time.perf_counter() - started
     log.info(
-        "loaded %s (%s, %s) from %s in %.2fs, sha256 %s",
-        config.name, type(estimator).__name__, config.job, artifact.uri,
+        "loaded %s (%s, %s, %s) from %s in %.2fs, sha256 %s",
+        config.name, type(estimator).__name__, runtime.platform, config.job, artifact.uri,
         model.load_seconds, artifact.sha256[:12],
     )  # fmt: skip
     return model

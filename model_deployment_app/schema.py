@@ -10,13 +10,16 @@ Three layouts:
 import functools
 import hashlib
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
 from model_deployment_app.config import ModelConfig
 from model_deployment_app.errors import StartupError
 from model_deployment_app.inputs import ModelInput, Table
+
+if TYPE_CHECKING:
+    from model_deployment_app.runtimes import Runtime
 
 # The Open Inference Protocol's datatypes and the numpy dtype each becomes.
 DTYPES: dict[str, np.dtype[Any]] = {
@@ -103,44 +106,24 @@ class InputSchema:
         )
 
 
-# Estimators that cast their input to float32: a finite float64 past its range is their error.
-_FLOAT32_MODELS = (
-    "DecisionTreeClassifier", "DecisionTreeRegressor", "ExtraTreeClassifier",
-    "ExtraTreeRegressor", "RandomForestClassifier", "RandomForestRegressor",
-    "ExtraTreesClassifier", "ExtraTreesRegressor", "GradientBoostingClassifier",
-    "GradientBoostingRegressor", "IsolationForest", "PyTorchEstimator",
-)  # fmt: skip
-
-
-def _value_limit(estimator: Any) -> float | None:
-    if type(estimator).__name__ in _FLOAT32_MODELS:
-        return float(np.finfo(np.float32).max)
-    return None
-
-
-def _feature_names(estimator: Any) -> list[str] | None:
-    names = getattr(estimator, "feature_names_in_", None)
-    return None if names is None else [str(n) for n in names]
-
-
-def schema_for(config: ModelConfig, estimator: Any) -> InputSchema:
+def schema_for(config: ModelConfig, estimator: Any, runtime: "Runtime") -> InputSchema:
     """The schema the config declares, checked against (and ordered like) the model's own
-    `feature_names_in_` where it has them; StartupError names any mismatch."""
+    feature names where it has them; StartupError names any mismatch."""
     what = type(estimator).__name__
-    if config.model_type == "transformers":  # one text per row, named `text` unless declared
+    if runtime.takes_text:  # one text per row, named `text` unless declared
         spec = config.inputs[0] if config.inputs else None
         return InputSchema("text", 1, (Column(spec.name if spec else "text", "BYTES"),))
-    names = _feature_names(estimator)
+    names = runtime.feature_names(estimator)
     if config.inputs is None:
         assert config.input_size is not None
-        width = getattr(estimator, "n_features_in_", None)
-        if isinstance(width, int | np.integer) and width != config.input_size:
+        width = runtime.feature_count(estimator)
+        if width is not None and width != config.input_size:
             raise StartupError(
                 f"inputSize is {config.input_size} but the model ({what}) expects {width} features"
             )
         # Trained on a DataFrame of numbers: hand it one, so it sees the names it knows.
         frame = tuple(names) if names and len(names) == config.input_size else None
-        limit = _value_limit(estimator)
+        limit = float(np.finfo(np.float32).max) if runtime.computes_in_float32(estimator) else None
         return InputSchema("tensor", config.input_size, frame_columns=frame, value_limit=limit)
     declared = {spec.name: spec.datatype for spec in config.inputs}
     if names is not None:

@@ -85,7 +85,7 @@ def _serve_one(settings: Settings, config: ModelConfig) -> None:
         server.should_exit = True
 
     def load_and_freeze() -> LoadedModel:
-        model = load_model(config, settings.server, settings.text)
+        model = load_model(config, settings)
         _freeze_heap()
         return model
 
@@ -139,7 +139,7 @@ def _serve_prefork(settings: Settings, config: ModelConfig) -> None:
     from model_deployment_app.api import create_app
     from model_deployment_app.predictor import load_model
 
-    model = load_model(config, settings.server, settings.text)
+    model = load_model(config, settings)
     # Everything the workers need is built here, once: the app and uvicorn's loaded config
     # (which imports the event loop and HTTP protocol modules) are shared copy-on-write.
     app = create_app(settings, model=model, grpc=True, source=config)

@@ -280,8 +280,8 @@ def check_local(source: LocalSource, folder: bool = False) -> None:
     if folder:
         if not path.is_dir():
             raise StartupError(
-                f"model path {path} is not a folder (a transformers model is the folder "
-                "save_pretrained wrote)"
+                f"model path {path} is not a folder (this modelType is served from a folder, "
+                "such as the one save_pretrained writes)"
             )
     elif path.is_dir():
         raise StartupError(f"model path {path} is a directory, not a model file")
@@ -293,7 +293,7 @@ def fetch(
     source: Source, download_dir: str | None = None, deadline: float = 300.0, folder: bool = False
 ) -> Artifact:
     """Make the artifact a local file (or a folder: an MLflow model's, or with `folder` the
-    transformers folder itself), verify a pinned sha256, and return it with its digest and
+    model's folder itself), verify a pinned sha256, and return it with its digest and
     the version token it was fetched at."""
     downloaded: Path | None = None
     if isinstance(source, LocalSource):

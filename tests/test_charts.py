@@ -474,7 +474,7 @@ BAD_VALUES = {
     "bad method": ({"config": {"model": {"method": "S3"}}}, "/config/model/method"),
     "unknown config key": ({"config": {"inputsize": 4}}, "inputsize"),
     "unknown model key": ({"config": {"model": {"bucket": "b"}}}, "bucket"),
-    "bad modelType": ({"config": {"modelType": "onnx"}}, "/config/modelType"),
+    "bad modelType": ({"config": {"modelType": "tensorflow"}}, "/config/modelType"),
     "bad sha256": ({"config": {"model": {"sha256": "abc"}}}, "sha256"),
     "unknown top-level key": ({"replicas": 3}, "replicas"),
     "bad service type": ({"service": {"type": "External"}}, "/service/type"),

@@ -46,7 +46,7 @@ def test_local_source_and_default_name() -> None:
     [
         (with_changes(modelTyp="joblib"), "modelTyp: unknown key"),
         (with_changes(job="clustering"), "job:"),
-        (with_changes(modelType="onnx"), "modelType:"),
+        (with_changes(modelType="tensorflow"), "modelType: expected one of pkl, joblib"),
         (with_changes(inputSize=0), "inputSize:"),
         (with_changes(inputSize="four"), "inputSize:"),
         ({k: v for k, v in GCS_CONFIG.items() if k != "inputSize"}, "set exactly one of"),

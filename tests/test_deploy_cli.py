@@ -445,6 +445,9 @@ def test_make_targets_run_the_cli() -> None:
     result = make("-n", "docker-base", "REGISTRY=registry.example/ml")
     assert f"-t registry.example/ml/model-deployment-app:{version} ." in result.stdout
     assert f"docker push registry.example/ml/model-deployment-app:{version}" in result.stdout
+    result = make("-n", "docker-base", "REGISTRY=r", "FAMILIES=xgboost,lightgbm")
+    assert "--build-arg FAMILIES=xgboost,lightgbm" in result.stdout
+    assert f"-t r/model-deployment-app:{version}-xgboost-lightgbm ." in result.stdout
     result = make("-n", "docker-ci-test")
     assert "docker build -f docker/ci.Dockerfile" in result.stdout
 

@@ -12,7 +12,7 @@ from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import FunctionTransformer, StandardScaler
 
 from model_deployment_app.errors import StartupError
-from model_deployment_app.loading import load_estimator
+from model_deployment_app.runtimes.sklearn import load_file
 
 
 def dump(estimator: object, path: Path, model_type: str) -> Path:
@@ -30,7 +30,7 @@ def test_every_model_type_round_trips(
     model_type: str, tmp_path: Path, iris_pipeline: Pipeline, iris: tuple
 ) -> None:
     path = dump(iris_pipeline, tmp_path / f"m.{model_type}", model_type)
-    loaded = load_estimator(path, model_type)
+    loaded = load_file(path, model_type)
     X, _ = iris
     np.testing.assert_array_equal(loaded.predict_proba(X), iris_pipeline.predict_proba(X))
 
@@ -38,7 +38,7 @@ def test_every_model_type_round_trips(
 def test_skops_tree_models_load_with_the_built_in_trusted_list(
     tmp_path: Path, gb_regressor: GradientBoostingRegressor, diabetes: tuple
 ) -> None:
-    loaded = load_estimator(dump(gb_regressor, tmp_path / "m.skops", "skops"), "skops")
+    loaded = load_file(dump(gb_regressor, tmp_path / "m.skops", "skops"), "skops")
     X, _ = diabetes
     np.testing.assert_array_equal(loaded.predict(X), gb_regressor.predict(X))
 
@@ -52,16 +52,16 @@ def test_skops_refuses_types_nobody_vouched_for(tmp_path: Path, iris: tuple) -> 
     model = make_pipeline(FunctionTransformer(custom_feature), StandardScaler()).fit(X, y)
     path = dump(model, tmp_path / "m.skops", "skops")
     with pytest.raises(StartupError, match=r"not trusted: .*custom_feature"):
-        load_estimator(path, "skops")
+        load_file(path, "skops")
     trusted = (f"{__name__}.custom_feature",)
-    assert load_estimator(path, "skops", skops_trusted=trusted) is not None
+    assert load_file(path, "skops", trusted) is not None
 
 
 def test_a_corrupt_artifact_is_one_line(tmp_path: Path) -> None:
     path = tmp_path / "m.joblib"
     path.write_bytes(b"this is not a joblib file")
     with pytest.raises(StartupError, match=r"m\.joblib is not a valid joblib file") as refused:
-        load_estimator(path, "joblib")
+        load_file(path, "joblib")
     assert "\n" not in str(refused.value)
 
 
@@ -76,7 +76,7 @@ def test_a_pytorch_estimator_in_skops_loads_once_its_type_is_vouched_for(tmp_pat
     with pytest.raises(
         StartupError, match=r"not trusted: model_deployment_app\.model\.PyTorchEstimator"
     ):
-        load_estimator(path, "skops")
-    loaded = load_estimator(path, "skops", ("model_deployment_app.model.PyTorchEstimator",))
+        load_file(path, "skops")
+    loaded = load_file(path, "skops", ("model_deployment_app.model.PyTorchEstimator",))
     X = np.random.default_rng(0).normal(size=(5, 4))
     np.testing.assert_allclose(loaded.predict_proba(X), estimator.predict_proba(X), atol=1e-6)

@@ -180,3 +180,48 @@ def test_a_transformers_folder_logged_as_artifacts_is_served(
     expected = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
     np.testing.assert_allclose(answer.json()["predictions"], expected, atol=1e-5)
     assert version
+
+
+def _native_files(tmp: Path) -> dict[str, tuple[Path, Any]]:
+    """Each family's classifier in its own format, and the model that answers for it."""
+    import catboost
+    import lightgbm
+    import xgboost
+    from skl2onnx import to_onnx
+
+    files: dict[str, tuple[Path, Any]] = {}
+    xgb = xgboost.XGBClassifier(n_estimators=10, max_depth=3).fit(X, y)
+    xgb.save_model(str(tmp / "model.json"))
+    files["xgboost"] = (tmp / "model.json", xgb)
+    lgb = lightgbm.LGBMClassifier(n_estimators=10, verbose=-1).fit(X, y)
+    lgb.booster_.save_model(str(tmp / "model.txt"))
+    files["lightgbm"] = (tmp / "model.txt", lgb)
+    cb = catboost.CatBoostClassifier(iterations=10, depth=3, verbose=0, allow_writing_files=False)
+    cb = cb.fit(X, y)
+    cb.save_model(str(tmp / "model.cbm"))
+    files["catboost"] = (tmp / "model.cbm", cb)
+    linear = LogisticRegression(max_iter=500).fit(X, y)
+    (tmp / "model.onnx").write_bytes(to_onnx(linear, X[:1].astype(np.float32)).SerializeToString())
+    files["onnx"] = (tmp / "model.onnx", linear)
+    return files
+
+
+@pytest.mark.parametrize("family", ["xgboost", "lightgbm", "catboost", "onnx"])
+def test_a_model_logged_with_its_familys_flavour_is_served(
+    family: str, mlflow_server: str, start_server: Start, tmp_path: Path
+) -> None:
+    pytest.importorskip(family if family != "onnx" else "onnxruntime")
+    path, model = _native_files(tmp_path)[family]
+    name = f"iris-{family}"
+    run_peer("mlflow_registry.py", mlflow_server, "register", name, str(path), family, "prod")
+    config = mlflow_config(tmp_path, f"models:/{name}@prod")
+    data = yaml.safe_load(config.read_text())
+    config.write_text(yaml.safe_dump({**data, "modelType": family}))
+    server = start_server(config, MLFLOW_TRACKING_URI=mlflow_server)
+    answer = httpx.post(f"{server.url}/predict", json=X[::10].tolist())
+    assert answer.status_code == 200, answer.text
+    atol = 1e-5 if family == "onnx" else 1e-6  # ONNX Runtime computes in float32
+    np.testing.assert_allclose(answer.json()["predictions"], model.predict_proba(X[::10]),
+                               atol=atol)  # fmt: skip
+    platform = httpx.get(f"{server.url}/v2/models/churn").json()["platform"]
+    assert platform == family

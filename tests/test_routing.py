@@ -303,4 +303,29 @@ def test_new_model_writes_a_transformers_chart_the_server_accepts(tmp_path: Path
     version = yaml.safe_load((repo.root / "k8s_dev/sentiment/Chart.yaml").read_text())["appVersion"]
     assert image.endswith(f":{version}-transformers"), "a text model runs the transformers image"
     comments = (repo.root / "k8s_dev/sentiment/values.yaml").read_text()
-    assert "pkl | joblib | skops (a file), or transformers (the folder" in comments
+    assert "or transformers (the folder save_pretrained wrote" in comments
+
+
+@pytest.mark.parametrize(
+    ("model_type", "blob"),
+    [("xgboost", "model.json"), ("lightgbm", "model.txt"), ("catboost", "model.cbm"),
+     ("onnx", "model.onnx")],
+)  # fmt: skip
+def test_new_model_writes_a_chart_for_each_family_on_its_image(
+    model_type: str, blob: str, tmp_path: Path
+) -> None:
+    from model_deployment_app.deploy.scaffold import ModelSpec, new_model
+
+    repo = _copy_repo(tmp_path)
+    new_model(repo, ModelSpec("trees", model_type=model_type, bucket="b", project="p"))
+    objects = _objects(repo, "trees")
+    config = yaml.safe_load(_one(objects, "ConfigMap")["data"]["config.yaml"])
+    assert config["modelType"] == model_type and config["model"]["blobDir"] == f"trees/{blob}"
+    assert parse_config(config).input_size == 4
+    for obj in objects:
+        kubernetes_validate.validate(obj, KUBE_VERSION, strict=True)
+    [image] = {
+        c["image"] for c in _one(objects, "Deployment")["spec"]["template"]["spec"]["containers"]
+    }
+    version = yaml.safe_load((repo.root / "k8s_dev/trees/Chart.yaml").read_text())["appVersion"]
+    assert image.endswith(f":{version}-{model_type}"), "each family runs its own image variant"

@@ -21,7 +21,7 @@ import yaml
 
 from model_deployment_app.config import parse_config
 from model_deployment_app.errors import StartupError
-from model_deployment_app.loading_transformers import load_text_classifier
+from model_deployment_app.runtimes.transformers import load_text_classifier
 from model_deployment_app.settings import TextModelSettings
 from model_deployment_app.storage import sha256_of
 from tests.conftest import MDA, ServerProcess, free_port

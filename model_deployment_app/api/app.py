@@ -62,9 +62,7 @@ def create_app(
     plane = DataPlane(settings, metrics, build_cache(settings.cache, settings.server.workers))
     recorder = RequestRecorder(metrics)
     access = Access(settings.access, settings.cache.redis_url)
-    watcher = (
-        ModelWatcher(plane, source, settings.server, settings.text) if source is not None else None
-    )
+    watcher = ModelWatcher(plane, source, settings) if source is not None else None
     if model is not None:
         plane.set_model(model)
 

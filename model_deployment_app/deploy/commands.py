@@ -12,6 +12,7 @@ from typing import Any
 from model_deployment_app.deploy.helm import Release
 from model_deployment_app.deploy.layout import DEFAULT_IMAGE, Repo, validate_name
 from model_deployment_app.errors import UserError
+from model_deployment_app.runtimes import MODEL_TYPES, for_model_type
 
 _ROOT_HELP = "repository root holding charts_template/ and k8s_dev/ (default: $MDA_REPO_ROOT or .)"
 
@@ -118,7 +119,7 @@ def _add_new_model(subparsers: Any) -> None:
     )
     parser.add_argument(
         "--model-type",
-        choices=("pkl", "joblib", "skops", "transformers"),
+        choices=MODEL_TYPES,
         default="joblib",
         help="how the artifact was saved (default: %(default)s)",
     )
@@ -194,8 +195,10 @@ def _new_model(args: argparse.Namespace) -> int:
         _check_datatypes(args.inputs)
     if args.inputs and args.input_size is not None:
         raise UserError("give --inputs (named columns) or --input-size (a row width), not both")
-    if args.model_type == "transformers" and args.input_size is not None:
-        raise UserError("--input-size does not apply to --model-type transformers (it takes text)")
+    if for_model_type(args.model_type).takes_text and args.input_size is not None:
+        raise UserError(
+            f"--input-size does not apply to --model-type {args.model_type} (it takes text)"
+        )
     spec = ModelSpec(
         name=args.name,
         job=args.job,

@@ -19,6 +19,7 @@ from model_deployment_app.config import parse_config
 from model_deployment_app.deploy.layout import DEFAULT_IMAGE, Repo, validate_name
 from model_deployment_app.deploy.versioning import package_version
 from model_deployment_app.errors import StartupError, UserError
+from model_deployment_app.runtimes import Runtime, for_model_type
 
 # Rendered from starter/ with the placeholders below; the rest of a chart is copied as it is.
 _RENDERED = ("Chart.yaml", "values.yaml")
@@ -43,14 +44,18 @@ class ModelSpec:
     refresh_seconds: float | None = None
 
     @property
+    def runtime(self) -> Runtime:
+        return for_model_type(self.model_type)
+
+    @property
     def image_variant(self) -> str:
         """The base image's variant this model type needs (`make docker-base` tags it)."""
-        return "transformers" if self.model_type == "transformers" else ""
+        return self.runtime.image_variant
 
     @property
     def takes_text(self) -> bool:
-        """A transformers model: its input is text, neither inputSize nor inputs."""
-        return self.model_type == "transformers" and not self.inputs
+        """A text model: its input is text, neither inputSize nor inputs."""
+        return self.runtime.takes_text and not self.inputs
 
     def describe_inputs(self) -> str:
         if self.takes_text:
@@ -61,11 +66,13 @@ class ModelSpec:
 
     @property
     def blob_path(self) -> str:
-        """The object name in the bucket; default `<name>/model.<modelType>`, or for a
-        transformers model the folder `<name>/`."""
-        if self.model_type == "transformers":
+        """The object name in the bucket; default `<name>/model.<suffix>` (the family's own
+        file suffix, else the modelType), or for a folder model the folder `<name>/`."""
+        runtime = self.runtime
+        if runtime.folder:
             return self.blob or f"{self.name}/"
-        return self.blob or f"{self.name}/model.{self.model_type}"
+        suffix = runtime.suffixes[0] if runtime.suffixes else f".{self.model_type}"
+        return self.blob or f"{self.name}/model{suffix}"
 
 
 def new_model(repo: Repo, spec: ModelSpec) -> Path:
@@ -115,7 +122,7 @@ def _input_schema(spec: ModelSpec) -> str:
     """The config's input lines of values.yaml: inputSize, or the inputs list."""
     if spec.takes_text:
         return (
-            '# A transformers model takes text ({"text": [...]}): neither inputSize nor\n'
+            f'# A {spec.model_type} model takes text ({{"text": [...]}}): neither inputSize nor\n'
             "  # inputs (docs: guides/text-models.md)."
         )
     if not spec.inputs:

@@ -115,7 +115,7 @@ def main() -> int:
 
 
 def check_transformers() -> list[bool]:
-    from model_deployment_app.loading_transformers import load_text_classifier
+    from model_deployment_app.runtimes.transformers import load_text_classifier
     from model_deployment_app.settings import TextModelSettings
     from tests.text_models import BASE, SENTENCES, build_text_classifier
 

@@ -1,4 +1,5 @@
-"""Load a `save_pretrained` sequence-classification folder (`modelType: transformers`).
+"""transformers: a `save_pretrained` sequence-classification folder (`modelType: transformers`),
+served as a `TextClassifier`.
 
 Safety first: local files only (the hub is never contacted, offline mode is forced), no code
 from the folder (a config asking for remote code is refused), weights from safetensors or
@@ -14,8 +15,10 @@ from pathlib import Path
 from typing import Any
 
 from model_deployment_app.errors import StartupError
+from model_deployment_app.runtimes import LoadContext, Runtime
+from model_deployment_app.runtimes.text_classifier import TextClassifier
+from model_deployment_app.runtimes.threads import threads_per_worker, use_threads
 from model_deployment_app.settings import TextModelSettings
-from model_deployment_app.text_classifier import TextClassifier, cpu_budget, use_threads
 
 log = logging.getLogger(__name__)
 
@@ -187,8 +190,8 @@ def load_text_classifier(
             f"cannot load the transformers model in {root.name}: {type(error).__name__}: {first}"
         ) from None
     model = model.to(device=device, dtype=getattr(torch, settings.torch_dtype)).eval()
-    threads = settings.torch_threads or max(1, int(cpu_budget() // workers))
-    use_threads(threads, workers)
+    threads = settings.torch_threads or threads_per_worker(workers)
+    use_threads(torch.set_num_threads, threads, workers)
     log.info(
         "transformers model %s on %s (%s), %d torch thread(s) per worker",
         type(model).__name__, device, settings.torch_dtype, threads,
@@ -201,3 +204,22 @@ def load_text_classifier(
         token_budget=settings.text_token_budget,
         device=device,
     )
+
+
+class TransformersRuntime(Runtime):
+    platform = "transformers"
+    extra = "transformers"
+    image_variant = "transformers"
+    folder = True
+    takes_text = True
+    inline = False
+    mlflow_flavor = "transformers"
+
+    def load(self, path: Path, context: LoadContext) -> Any:
+        settings = context.settings
+        return load_text_classifier(
+            path, context.config.job, settings.text, settings.server.workers
+        )
+
+
+RUNTIME = TransformersRuntime()

@@ -12,9 +12,7 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 from collections.abc import Iterator, Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -25,50 +23,6 @@ log = logging.getLogger(__name__)
 # DistilBERT-base on a CPU core costs about what a dozen tokens do), so long outliers get a
 # pass of their own rather than padding the short texts.
 _PASS_COST_TOKENS = 12
-
-# Set in a pre-forked worker: the thread count it takes once forked (see `use_threads`).
-_threads_after_fork = 0
-_in_forked_worker = False
-
-
-def _after_fork_in_child() -> None:
-    global _in_forked_worker
-    _in_forked_worker = True
-    if _threads_after_fork:
-        import torch
-
-        torch.set_num_threads(_threads_after_fork)
-
-
-os.register_at_fork(after_in_child=_after_fork_in_child)
-
-
-def cpu_budget() -> float:
-    """The CPUs this container may use: its cgroup quota (a pod's `limits.cpu`), else the
-    cores it is allowed to run on."""
-    try:
-        quota, period = Path("/sys/fs/cgroup/cpu.max").read_text().split()
-        if quota != "max":
-            return max(1.0, int(quota) / int(period))
-    except (OSError, ValueError):
-        pass
-    return float(len(os.sched_getaffinity(0)))
-
-
-def use_threads(threads: int, workers: int) -> None:
-    """Give torch `threads` intra-op threads, without oversubscribing pre-forked workers.
-
-    GNU OpenMP's thread pool does not survive a fork: a parent that ran a parallel region
-    leaves its children hanging in their first one. So a parent about to fork keeps one
-    thread (no pool) and each worker takes its share right after the fork."""
-    import torch
-
-    global _threads_after_fork
-    if workers > 1 and not _in_forked_worker:
-        _threads_after_fork = threads
-        torch.set_num_threads(1)
-    else:
-        torch.set_num_threads(threads)
 
 
 class TextClassifier:
