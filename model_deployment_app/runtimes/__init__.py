@@ -84,6 +84,8 @@ class Runtime:
     """Its native files' suffixes (to find the one file of a plain MLflow artifact)."""
     unpickles: bool = False
     """It loads pickles, whose objects may be any family's (see `serving`)."""
+    library: str | None = None
+    """The top-level module of its library: its pickled objects' classes live there."""
 
     def load(self, path: Path, context: LoadContext) -> Any:
         """The artifact at `path` as an object with `predict` (and, for classifiers,
@@ -99,8 +101,18 @@ class Runtime:
         return flavor_file(path, self.mlflow_flavor or self.platform, self.suffixes)
 
     def claims(self, estimator: Any) -> bool:
-        """Whether a pickled object is this family's."""
-        return False
+        """Whether a pickled object is this family's: its class is the library's."""
+        return self.library is not None and type(estimator).__module__.split(".")[0] == (
+            self.library
+        )
+
+    def import_library(self) -> Any:
+        """The family's library, imported; else the one line naming the extra to install."""
+        assert self.library is not None
+        try:
+            return importlib.import_module(self.library)
+        except ImportError as error:
+            raise self.missing_library(error.name or self.library) from None
 
     def adopt(self, estimator: Any, context: LoadContext) -> Any:
         """A loaded (or unpickled) estimator made ready to serve: its threads set, say."""
@@ -127,6 +139,13 @@ class Runtime:
             f"checkout of the repository, pip install -e '.[{self.extra}]', or the image built "
             f"with FAMILIES={self.extra} (tag <version>-{variant})"
         )
+
+
+def unreadable(file: Path, what: str, error: Exception) -> StartupError:
+    """The one line for a file its library cannot read."""
+    text = str(error).strip()
+    first = text.splitlines()[0][:300] if text else ""
+    return StartupError(f"{file.name} is not {what}: {type(error).__name__}: {first}")
 
 
 def _runtime(module: str) -> Runtime:

@@ -9,12 +9,12 @@ from typing import Any
 import numpy as np
 
 from model_deployment_app.errors import StartupError
-from model_deployment_app.runtimes import LoadContext, Runtime
-from model_deployment_app.runtimes.labels import class_labels
+from model_deployment_app.runtimes import LoadContext, Runtime, unreadable
+from model_deployment_app.runtimes.labels import Classes, class_labels
 from model_deployment_app.runtimes.threads import use_threads
 
 
-class CatBoostModel:
+class CatBoostModel(Classes):
     """A CatBoost model behind the estimator interface, on the worker's threads."""
 
     def __init__(self, model: Any, classes: np.ndarray | None) -> None:
@@ -22,12 +22,6 @@ class CatBoostModel:
         self.classes = classes
         self.threads = 1
         self.n_features_in_ = len(model.feature_names_ or ())
-
-    @property
-    def classes_(self) -> np.ndarray:
-        if self.classes is None:
-            raise AttributeError("classes_ is only defined for a classifier")
-        return self.classes
 
     def predict_proba(self, features: Any) -> np.ndarray:
         return self.model.predict_proba(features, thread_count=self.threads)
@@ -46,24 +40,17 @@ class CatBoostRuntime(Runtime):
     mlflow_flavor = "catboost"
     suffixes = (".cbm", ".cb")
 
-    def claims(self, estimator: Any) -> bool:
-        return type(estimator).__module__.split(".")[0] == "catboost"
+    library = "catboost"
 
     def load(self, path: Path, context: LoadContext) -> Any:
-        try:
-            import catboost
-        except ImportError as error:
-            raise self.missing_library(error.name or "catboost") from None
+        catboost = self.import_library()
         file = self.native_file(path)
         classify = context.config.job == "classification"
         model = catboost.CatBoostClassifier() if classify else catboost.CatBoostRegressor()
         try:
             model.load_model(str(file))
         except Exception as error:
-            first = str(error).strip().splitlines()[0][:300] if str(error).strip() else ""
-            raise StartupError(
-                f"{file.name} is not a CatBoost model file: {type(error).__name__}: {first}"
-            ) from None
+            raise unreadable(file, "a CatBoost model file", error) from None
         return model
 
     def adopt(self, estimator: Any, context: LoadContext) -> Any:

@@ -33,6 +33,18 @@ def two_columns(scores: np.ndarray) -> np.ndarray:
     return np.column_stack((1.0 - positive, positive))
 
 
+class Classes:
+    """`classes_` for a wrapper that sets `classes` (None for a regressor, which has none)."""
+
+    classes: np.ndarray | None = None
+
+    @property
+    def classes_(self) -> np.ndarray:
+        if self.classes is None:
+            raise AttributeError("classes_ is only defined for a classifier")
+        return self.classes
+
+
 class Relabelled:
     """An estimator whose `predict` answers column indexes (0..k-1), answering `classes`
     instead; every other attribute is the estimator's."""

@@ -8,14 +8,14 @@ from typing import Any
 import numpy as np
 
 from model_deployment_app.errors import StartupError
-from model_deployment_app.runtimes import LoadContext, Runtime
-from model_deployment_app.runtimes.labels import class_labels, two_columns
+from model_deployment_app.runtimes import LoadContext, Runtime, unreadable
+from model_deployment_app.runtimes.labels import Classes, class_labels, two_columns
 from model_deployment_app.runtimes.threads import use_threads
 
 _CLASSIFIERS = ("binary", "multiclass", "multiclassova", "cross_entropy", "xentropy")
 
 
-class BoosterModel:
+class BoosterModel(Classes):
     """A LightGBM Booster behind the estimator interface."""
 
     def __init__(self, booster: Any, classes: np.ndarray | None) -> None:
@@ -23,12 +23,6 @@ class BoosterModel:
         self.classes = classes
         self.threads = 1
         self.n_features_in_ = int(booster.num_feature())
-
-    @property
-    def classes_(self) -> np.ndarray:
-        if self.classes is None:
-            raise AttributeError("classes_ is only defined for a classifier")
-        return self.classes
 
     def predict_proba(self, features: Any) -> np.ndarray:
         return two_columns(self.booster.predict(features, num_threads=self.threads))
@@ -46,14 +40,10 @@ class LightGBMRuntime(Runtime):
     mlflow_flavor = "lightgbm"
     suffixes = (".txt", ".lgb", ".model")
 
-    def claims(self, estimator: Any) -> bool:
-        return type(estimator).__module__.split(".")[0] == "lightgbm"
+    library = "lightgbm"
 
     def load(self, path: Path, context: LoadContext) -> Any:
-        try:
-            import lightgbm
-        except ImportError as error:
-            raise self.missing_library(error.name or "lightgbm") from None
+        lightgbm = self.import_library()
         file = self.native_file(path)
         if file.suffix == ".pkl":  # MLflow's lightgbm flavour pickles scikit-learn models
             from model_deployment_app.runtimes.sklearn import load_file
@@ -62,10 +52,7 @@ class LightGBMRuntime(Runtime):
         try:
             booster = lightgbm.Booster(model_file=str(file))
         except Exception as error:
-            first = str(error).strip().splitlines()[0][:300] if str(error).strip() else ""
-            raise StartupError(
-                f"{file.name} is not a LightGBM model file: {type(error).__name__}: {first}"
-            ) from None
+            raise unreadable(file, "a LightGBM model file", error) from None
         objective = str((booster.params or {}).get("objective", "")).split()[0:1]
         name = objective[0] if objective else "unknown"
         classifier = name in _CLASSIFIERS

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from model_deployment_app.errors import StartupError
-from model_deployment_app.runtimes import LoadContext, Runtime
+from model_deployment_app.runtimes import LoadContext, Runtime, unreadable
 from model_deployment_app.runtimes.labels import class_labels
 from model_deployment_app.runtimes.threads import use_threads
 
@@ -150,13 +150,14 @@ class OnnxRuntime(Runtime):
     image_variant = "onnx"
     mlflow_flavor = "onnx"
     suffixes = (".onnx",)
+    library = "onnxruntime"
 
     def load(self, path: Path, context: LoadContext) -> Any:
+        self.import_library()
         try:
-            import onnx  # noqa: F401
-            import onnxruntime  # noqa: F401
+            import onnx  # noqa: F401  (reads the class labels a graph records)
         except ImportError as error:
-            raise self.missing_library(error.name or "onnxruntime") from None
+            raise self.missing_library(error.name or "onnx") from None
         file = self.native_file(path)
         content = file.read_bytes()
         config = context.config
@@ -165,11 +166,7 @@ class OnnxRuntime(Runtime):
         except StartupError:
             raise
         except Exception as error:
-            first = str(error).strip().splitlines()[0][:300] if str(error).strip() else ""
-            raise StartupError(
-                f"{file.name} is not an ONNX model ONNX Runtime can run: "
-                f"{type(error).__name__}: {first}"
-            ) from None
+            raise unreadable(file, "an ONNX model ONNX Runtime can run", error) from None
         _check_inputs(model, config.input_size, config.inputs)
         return model
 

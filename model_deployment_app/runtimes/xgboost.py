@@ -15,15 +15,15 @@ from typing import Any
 import numpy as np
 
 from model_deployment_app.errors import StartupError
-from model_deployment_app.runtimes import LoadContext, Runtime
-from model_deployment_app.runtimes.labels import Relabelled, class_labels, two_columns
+from model_deployment_app.runtimes import LoadContext, Runtime, unreadable
+from model_deployment_app.runtimes.labels import Classes, Relabelled, class_labels, two_columns
 from model_deployment_app.runtimes.threads import use_threads
 
 # Objectives whose predictions are the probabilities predict_proba gives.
 _PROBABILITIES = ("binary:logistic", "multi:softprob")
 
 
-class BoosterModel:
+class BoosterModel(Classes):
     """An XGBoost Booster behind the estimator interface."""
 
     def __init__(self, booster: Any, classes: np.ndarray | None) -> None:
@@ -35,12 +35,6 @@ class BoosterModel:
             self.feature_names_in_ = np.asarray(names, dtype=object)
         best = booster.attr("best_iteration")
         self.iterations = (0, int(best) + 1) if best is not None else (0, 0)
-
-    @property
-    def classes_(self) -> np.ndarray:
-        if self.classes is None:
-            raise AttributeError("classes_ is only defined for a classifier")
-        return self.classes
 
     def _scores(self, features: Any) -> np.ndarray:
         return self.booster.inplace_predict(
@@ -74,24 +68,17 @@ class XGBoostRuntime(Runtime):
     mlflow_flavor = "xgboost"
     suffixes = (".json", ".ubj", ".xgb", ".bst", ".model")
 
-    def claims(self, estimator: Any) -> bool:
-        return type(estimator).__module__.split(".")[0] == "xgboost"
+    library = "xgboost"
 
     def load(self, path: Path, context: LoadContext) -> Any:
-        try:
-            import xgboost
-        except ImportError as error:
-            raise self.missing_library(error.name or "xgboost") from None
+        xgboost = self.import_library()
         file = self.native_file(path)
         job = context.config.job
         estimator = xgboost.XGBClassifier() if job == "classification" else xgboost.XGBRegressor()
         try:
             estimator.load_model(str(file))
         except Exception as error:  # XGBoostError names the parser's complaint
-            first = str(error).strip().splitlines()[0][:300] if str(error).strip() else ""
-            raise StartupError(
-                f"{file.name} is not an XGBoost model file: {type(error).__name__}: {first}"
-            ) from None
+            raise unreadable(file, "an XGBoost model file", error) from None
         if job == "classification" and int(getattr(estimator, "n_classes_", 0) or 0) < 2:
             raise StartupError(
                 f"job is classification but {file.name} is not a classifier "
