@@ -16,7 +16,7 @@ space := $(subst ,, )
 EXTRAS := torch transformers xgboost lightgbm catboost onnx deploy dev docs
 VERSION = $(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml | head -n 1)
 
-PHONY_DOCS := docs docs-serve
+PHONY_DOCS := docs docs-serve diagrams
 .PHONY: $(PHONY_DOCS) help install peers proto system-deps image-test chart-lint FORCE run test lint bench new-model k8s-render k8s-deploy k8s-promote \
 	k8s-undeploy docker-base docker-ci-test bump-version clean
 
@@ -113,6 +113,13 @@ docs: $(STAMP) ## Build the docs site into site/ (strict: a broken link fails)
 DOCS_PORT ?= 8000
 docs-serve: $(STAMP) ## Serve the docs site on http://127.0.0.1:DOCS_PORT (8000), rebuilt on every change
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs serve --dev-addr 127.0.0.1:$(DOCS_PORT)
+
+DIAGRAMS := $(patsubst %.dot,%.svg,$(wildcard docs/explanations/diagrams/*.dot))
+diagrams: ## Draw the architecture pictures (docs/explanations/diagrams/*.dot to .svg, with Graphviz)
+	@command -v dot >/dev/null || { echo "installing graphviz (apt)"; \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq graphviz >/dev/null) \
+		|| { echo "error: could not install graphviz (Debian: apt-get install graphviz)" >&2; exit 1; }; }
+	@for source in docs/explanations/diagrams/*.dot; do dot -Tsvg "$$source" -o "$${source%.dot}.svg" && echo "drew $${source%.dot}.svg"; done
 
 clean: ## Remove the virtual environment and caches
 	rm -rf $(VENV) $(PEERS) $(PROTO_VENV) .pytest_cache .mypy_cache .ruff_cache demo

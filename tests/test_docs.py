@@ -135,3 +135,24 @@ def test_every_setting_is_on_the_settings_page() -> None:
         if f"`{(variable := 'PORT' if name == 'port' else f'MDA_{name.upper()}')}`" not in page
     ]
     assert missing == []
+
+
+DIAGRAMS = sorted((ROOT / "docs" / "explanations" / "diagrams").glob("*.dot"))
+LABEL = re.compile(r'label="([^"]*)"')
+
+
+def modules_in(source: Path) -> set[str]:
+    """The module paths the boxes' labels name (one a label line, ending in .py)."""
+    lines = (line for label in LABEL.findall(source.read_text()) for line in label.split("\\n"))
+    return {line for line in lines if line.endswith(".py")}
+
+
+@pytest.mark.parametrize("source", DIAGRAMS, ids=lambda p: p.name)
+def test_each_box_of_the_architecture_names_a_module_that_exists(source: Path) -> None:
+    named = modules_in(source)
+    assert named, f"{source.name} names no module"
+    missing = [m for m in sorted(named) if not (ROOT / "model_deployment_app" / m).is_file()]
+    assert not missing, f"{source.name} names modules that no longer exist: {missing}"
+    drawn = source.with_suffix(".svg").read_text()
+    stale = [m for m in sorted(named) if f">{m}<" not in drawn]
+    assert not stale, f"{source.with_suffix('.svg').name} is older than its source: make diagrams"
