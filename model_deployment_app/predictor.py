@@ -191,8 +191,9 @@ def _load(config: ModelConfig, settings: Settings) -> LoadedModel:
     started = time.perf_counter()
     server = settings.server
     artifact = storage.fetch(
-        config.model, server.download_dir, server.load_timeout_seconds, folder=config.is_folder
-    )
+        config.model, server.download_dir, server.load_timeout_seconds,
+        folder=config.is_folder, progress_seconds=server.progress_seconds,
+    )  # fmt: skip
     try:
         estimator, runtime = runtimes.load(artifact.path, LoadContext(config, settings))
     finally:

@@ -36,6 +36,8 @@ class ServerSettings(_Env):
     """Longest the model may take to fetch and load (retries included) before start-up fails."""
     download_dir: str | None = None
     """Where GCS artifacts are downloaded (default: a temporary directory)."""
+    progress_seconds: float = Field(default=5.0, gt=0)
+    """How often a model download logs its progress (bytes, percent, rate)."""
     max_body_bytes: int = Field(default=16 * 1024 * 1024, ge=1024)
     """Largest request body accepted; larger is 413."""
     max_rows: int = Field(default=10_000, ge=1)

@@ -18,6 +18,7 @@ from typing import Any
 
 from model_deployment_app.config import GcsSource, LocalSource, MlflowSource
 from model_deployment_app.errors import StartupError
+from model_deployment_app.progress import DownloadProgress
 
 log = logging.getLogger(__name__)
 
@@ -184,7 +185,7 @@ def _folder_token(entries: list[str]) -> str:
 
 
 def _download_folder_from_gcs(
-    source: GcsSource, download_dir: str | None, deadline: float
+    source: GcsSource, download_dir: str | None, deadline: float, every: float
 ) -> tuple[Path, str, str, Path]:
     """Every object under the folder, downloaded in parallel into a folder of its own."""
     from concurrent.futures import ThreadPoolExecutor
@@ -203,9 +204,13 @@ def _download_folder_from_gcs(
             str(local), timeout=min(60.0, deadline), retry=_retry(uri, deadline)
         )
 
+    total = sum(int(b.size or 0) for b in blobs)
     with _gcs_errors(uri, deadline):
         try:
-            with ThreadPoolExecutor(max_workers=8, thread_name_prefix="mda-gcs") as pool:
+            with (
+                DownloadProgress(uri, folder, total, every),
+                ThreadPoolExecutor(max_workers=8, thread_name_prefix="mda-gcs") as pool,
+            ):
                 list(pool.map(download, blobs))
         except BaseException:
             shutil.rmtree(folder, ignore_errors=True)
@@ -222,7 +227,7 @@ def download_folder(download_dir: str | None, prefix: str) -> Path:
 
 
 def _download_from_gcs(
-    source: GcsSource, download_dir: str | None, deadline: float
+    source: GcsSource, download_dir: str | None, deadline: float, every: float
 ) -> tuple[Path, str, str, Path]:
     blob = _gcs_blob(source, deadline)
     uri = f"gs://{source.bucket_name}/{blob.name}"
@@ -230,9 +235,10 @@ def _download_from_gcs(
     target = folder / Path(blob.name).name
     with _gcs_errors(uri, deadline):
         try:  # this very generation: a newer one is the next version, not this one
-            blob.download_to_filename(
-                str(target), timeout=min(60.0, deadline), retry=_retry(uri, deadline)
-            )
+            with DownloadProgress(uri, folder, blob.size, every):
+                blob.download_to_filename(
+                    str(target), timeout=min(60.0, deadline), retry=_retry(uri, deadline)
+                )
         except BaseException:
             shutil.rmtree(folder, ignore_errors=True)
             raise
@@ -290,11 +296,16 @@ def check_local(source: LocalSource, folder: bool = False) -> None:
 
 
 def fetch(
-    source: Source, download_dir: str | None = None, deadline: float = 300.0, folder: bool = False
+    source: Source,
+    download_dir: str | None = None,
+    deadline: float = 300.0,
+    folder: bool = False,
+    progress_seconds: float = 5.0,
 ) -> Artifact:
     """Make the artifact a local file (or a folder: an MLflow model's, or with `folder` the
     model's folder itself), verify a pinned sha256, and return it with its digest and
-    the version token it was fetched at."""
+    the version token it was fetched at. A download logs its progress every
+    `progress_seconds`."""
     downloaded: Path | None = None
     if isinstance(source, LocalSource):
         path, uri = Path(source.path), source.path
@@ -305,14 +316,19 @@ def fetch(
 
         downloaded = download_folder(download_dir, "mda-mlflow-")
         try:
-            path, uri, token = mlflow_registry.download(source.model_uri, downloaded)
+            with DownloadProgress(source.model_uri, downloaded, None, progress_seconds):
+                path, uri, token = mlflow_registry.download(source.model_uri, downloaded)
         except BaseException:
             shutil.rmtree(downloaded, ignore_errors=True)
             raise
     elif folder:
-        path, uri, token, downloaded = _download_folder_from_gcs(source, download_dir, deadline)
+        path, uri, token, downloaded = _download_folder_from_gcs(
+            source, download_dir, deadline, progress_seconds
+        )
     else:
-        path, uri, token, downloaded = _download_from_gcs(source, download_dir, deadline)
+        path, uri, token, downloaded = _download_from_gcs(
+            source, download_dir, deadline, progress_seconds
+        )
     artifact = Artifact(path, sha256_of(path), uri, token, downloaded)
     if source.sha256 and source.sha256.lower() != artifact.sha256:
         artifact.discard_download()
