@@ -14,6 +14,7 @@ import os
 import shutil
 import sys
 import tempfile
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
@@ -66,17 +67,27 @@ class Scenario:
 
 @dataclass
 class Bench:
+    """Runs the servers and loads, and records what they measured. A `dry` bench runs
+    nothing and only counts the measurements a run will make (`planned`), so a real run can
+    say which one of how many it is at, and about how long is left."""
+
     duration_s: float
     warmup_s: float
     measurements: list[Measurement] = field(default_factory=list)
     memory: report.Memory = field(default_factory=dict)
     failures: list[str] = field(default_factory=list)
+    dry: bool = False
+    planned: int = 0
+    started: float = field(default_factory=time.monotonic)
 
     def serve(
         self, model: str, label: str, launch: Callable[[int], Launch], scenarios: list[Scenario]
     ) -> None:
         """Start one server (`launch` given a free port), run its scenarios, record its
         memory, stop it. A server that does not start is reported and skipped."""
+        if self.dry:
+            self.planned += len(scenarios) * len(CLIENTS)
+            return
         name = f"{model}: {label}"
         port = servers.free_port()
         try:
@@ -104,9 +115,18 @@ class Bench:
     def _record(self, m: Measurement) -> None:
         self.measurements.append(m)
         result = m.result
+        done = len(self.measurements)
+        left = ""
+        if self.planned >= done:
+            seconds = (time.monotonic() - self.started) / done * (self.planned - done)
+            left = (
+                f"; about {seconds / 60:.0f} min left"
+                if seconds >= 60
+                else f"; {seconds:.0f} s left"
+            )
         print(
-            f"  {m.model:<7} {m.scenario:<26} {m.clients:>3} clients: "
-            f"{result.requests_per_s:>8.0f} req/s, {result.errors} errors",
+            f"  [{done}/{self.planned or '?'}] {m.model:<7} {m.scenario:<26} {m.clients:>3} "
+            f"clients: {result.requests_per_s:>8.0f} req/s, {result.errors} errors{left}",
             file=sys.stderr,
             flush=True,
         )
@@ -114,6 +134,9 @@ class Bench:
     def serve_swaps(self, workdir: Path, bodies: list[bytes]) -> None:
         """The same load on one server twice: without a swap, then while two new versions
         of the model are published over its file (it re-reads it every second)."""
+        if self.dry:
+            self.planned += 2
+            return
         model, versions = models.swappable_logreg(workdir)
         port = servers.free_port()
         requests = [loadgen.post_request(servers.HOST, port, "/predict", b) for b in bodies]
@@ -148,6 +171,9 @@ class Bench:
 
     def serve_h2load(self, model: models.DemoModel) -> None:
         """The same single-row request over REST and over gRPC, both driven by h2load."""
+        if self.dry:
+            self.planned += 2 * len(CLIENTS) if h2load.available() else 0
+            return
         if not h2load.available():
             self.failures.append("h2load is missing (apt-get install nghttp2-client)")
             return
@@ -301,7 +327,14 @@ def main(argv: list[str] | None = None) -> int:
         duration = args.duration or (1.0 if args.quick else 5.0)
         warmup = args.warmup if args.warmup is not None else (0.3 if args.quick else 1.0)
         bench = Bench(duration, warmup)
-        if args.only != "text":
+        if args.only != "text":  # a dry pass first: how many measurements there will be
+            plan = Bench(duration, warmup, dry=True)
+            if args.only in (None, "tabular"):
+                run_scenarios(plan, Path(tmp))
+            if args.only in (None, "families"):
+                run_family_scenarios(plan, Path(tmp))
+            bench.planned = plan.planned
+            bench.started = time.monotonic()
             pinned = bool(args.pin) and len(os.sched_getaffinity(0)) >= 2
             everything = os.sched_getaffinity(0)
             if pinned:
