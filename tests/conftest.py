@@ -4,6 +4,7 @@ Models are trained here on scikit-learn's bundled data sets; no artifact is chec
 """
 
 import os
+import random
 import shutil
 import socket
 import subprocess
@@ -36,8 +37,27 @@ from model_deployment_app.predictor import LoadedModel, prepare
 MDA = [sys.executable, "-m", "model_deployment_app"]
 
 
+def _ephemeral_ports() -> tuple[int, int]:
+    try:
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return int(low), int(high)
+    except (OSError, ValueError):
+        return 32768, 60999
+
+
 def free_port() -> int:
-    with socket.socket() as sock:
+    """A loopback port free now, below the kernel's ephemeral range: the outgoing connections
+    of other processes (a browser's, a client's) take their ports from that range, so one
+    of them cannot take this port before the server binds it (CI saw it happen)."""
+    low, _ = _ephemeral_ports()
+    for port in random.sample(range(10_000, max(low, 10_001)), 200):
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    with socket.socket() as sock:  # every one tried is taken: let the kernel choose
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
 

@@ -10,7 +10,6 @@ import json
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -30,6 +29,7 @@ from model_deployment_app.deploy.layout import Repo
 from model_deployment_app.deploy.scaffold import SHARED, ModelSpec, new_model
 from model_deployment_app.deploy.stage import staged_chart
 from model_deployment_app.deploy.versioning import package_version
+from tests.conftest import free_port
 
 helm = pytest.importorskip("helm_python", reason="the deploy extra (helm-python-sdk)")
 
@@ -99,12 +99,6 @@ def _one(objects: list[dict[str, Any]], kind: str) -> dict[str, Any]:
     found = [o for o in objects if o["kind"] == kind]
     assert len(found) == 1, f"expected one {kind}, got {len(found)}"
     return found[0]
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @pytest.fixture(scope="module")
@@ -576,12 +570,12 @@ def served(tmp_path: Path) -> Iterator[Any]:
     def start(config: dict[str, Any]) -> tuple[int, subprocess.Popen[bytes]]:
         path = tmp_path / "config.yaml"
         path.write_text(yaml.safe_dump(config))
-        port = _free_port()
+        port = free_port()
         env = {
             **_clean_env(),
             "MDA_CONFIG_PATH": str(path),
             "PORT": str(port),
-            "MDA_GRPC_PORT": str(_free_port()),
+            "MDA_GRPC_PORT": str(free_port()),
             "MDA_HOST": "127.0.0.1",
             "MDA_DOWNLOAD_DIR": str(tmp_path / "dl"),
         }
