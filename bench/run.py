@@ -67,27 +67,42 @@ class Scenario:
 
 @dataclass
 class Bench:
-    """Runs the servers and loads, and records what they measured. A `dry` bench runs
-    nothing and only counts the measurements a run will make (`planned`), so a real run can
-    say which one of how many it is at, and about how long is left."""
+    """Plans the servers and loads (`serve`, `serve_swaps`, `serve_h2load`), then runs them
+    (`run`) and records what they measured: knowing the plan, it says which measurement of
+    how many it is at, and about how long is left."""
 
     duration_s: float
     warmup_s: float
     measurements: list[Measurement] = field(default_factory=list)
     memory: report.Memory = field(default_factory=dict)
     failures: list[str] = field(default_factory=list)
-    dry: bool = False
     planned: int = 0
     started: float = field(default_factory=time.monotonic)
+    _steps: list[Callable[[], None]] = field(default_factory=list)
+
+    def _plan(self, measurements: int, step: Callable[[], None]) -> None:
+        self.planned += measurements
+        self._steps.append(step)
+
+    def run(self) -> None:
+        """Run what was planned, in order."""
+        self.started = time.monotonic()
+        steps, self._steps = self._steps, []
+        for step in steps:
+            step()
 
     def serve(
         self, model: str, label: str, launch: Callable[[int], Launch], scenarios: list[Scenario]
     ) -> None:
-        """Start one server (`launch` given a free port), run its scenarios, record its
-        memory, stop it. A server that does not start is reported and skipped."""
-        if self.dry:
-            self.planned += len(scenarios) * len(CLIENTS)
-            return
+        """Plan one server (`launch` given a free port): start it, run its scenarios, record
+        its memory, stop it. A server that does not start is reported and skipped."""
+        self._plan(
+            len(scenarios) * len(CLIENTS), partial(self._serve, model, label, launch, scenarios)
+        )
+
+    def _serve(
+        self, model: str, label: str, launch: Callable[[int], Launch], scenarios: list[Scenario]
+    ) -> None:
         name = f"{model}: {label}"
         port = servers.free_port()
         try:
@@ -132,11 +147,11 @@ class Bench:
         )
 
     def serve_swaps(self, workdir: Path, bodies: list[bytes]) -> None:
-        """The same load on one server twice: without a swap, then while two new versions
-        of the model are published over its file (it re-reads it every second)."""
-        if self.dry:
-            self.planned += 2
-            return
+        """Plan the same load on one server twice: without a swap, then while two new
+        versions of the model are published over its file (it re-reads it every second)."""
+        self._plan(2, partial(self._serve_swaps, workdir, bodies))
+
+    def _serve_swaps(self, workdir: Path, bodies: list[bytes]) -> None:
         model, versions = models.swappable_logreg(workdir)
         port = servers.free_port()
         requests = [loadgen.post_request(servers.HOST, port, "/predict", b) for b in bodies]
@@ -170,10 +185,10 @@ class Bench:
             print(f"FAILED {error}", file=sys.stderr, flush=True)
 
     def serve_h2load(self, model: models.DemoModel) -> None:
-        """The same single-row request over REST and over gRPC, both driven by h2load."""
-        if self.dry:
-            self.planned += 2 * len(CLIENTS) if h2load.available() else 0
-            return
+        """Plan the same single-row request over REST and over gRPC, both driven by h2load."""
+        self._plan(2 * len(CLIENTS) if h2load.available() else 0, partial(self._h2load, model))
+
+    def _h2load(self, model: models.DemoModel) -> None:
         if not h2load.available():
             self.failures.append("h2load is missing (apt-get install nghttp2-client)")
             return
@@ -327,14 +342,7 @@ def main(argv: list[str] | None = None) -> int:
         duration = args.duration or (1.0 if args.quick else 5.0)
         warmup = args.warmup if args.warmup is not None else (0.3 if args.quick else 1.0)
         bench = Bench(duration, warmup)
-        if args.only != "text":  # a dry pass first: how many measurements there will be
-            plan = Bench(duration, warmup, dry=True)
-            if args.only in (None, "tabular"):
-                run_scenarios(plan, Path(tmp))
-            if args.only in (None, "families"):
-                run_family_scenarios(plan, Path(tmp))
-            bench.planned = plan.planned
-            bench.started = time.monotonic()
+        if args.only != "text":
             pinned = bool(args.pin) and len(os.sched_getaffinity(0)) >= 2
             everything = os.sched_getaffinity(0)
             if pinned:
@@ -346,6 +354,7 @@ def main(argv: list[str] | None = None) -> int:
                 run_scenarios(bench, Path(tmp))
             if args.only in (None, "families"):
                 run_family_scenarios(bench, Path(tmp))
+            bench.run()
             servers.PIN_CORE = None
             os.sched_setaffinity(0, everything)
         text = None
