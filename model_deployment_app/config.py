@@ -4,7 +4,7 @@ One pydantic model, camelCase keys, unknown keys refused, so a typo is named at 
 """
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import (
@@ -19,9 +19,7 @@ from pydantic import (
 )
 
 from model_deployment_app.errors import StartupError
-
-if TYPE_CHECKING:
-    from model_deployment_app.runtimes import Runtime
+from model_deployment_app.runtimes import MODEL_TYPES, Runtime, for_model_type
 
 Sha256 = Annotated[str, Field(pattern=r"^[0-9a-fA-F]{64}$")]
 RefreshSeconds = Annotated[float | None, Field(alias="refreshSeconds", default=None, ge=1)]
@@ -98,10 +96,8 @@ class ModelConfig(_Strict):
     """The class labels of a classifier whose file records none, in column order."""
 
     @property
-    def runtime(self) -> "Runtime":
+    def runtime(self) -> Runtime:
         """The runtime that loads this `modelType`."""
-        from model_deployment_app.runtimes import for_model_type
-
         return for_model_type(self.model_type)
 
     @property
@@ -112,8 +108,6 @@ class ModelConfig(_Strict):
     @field_validator("model_type")
     @classmethod
     def _known_type(cls, value: str) -> str:
-        from model_deployment_app.runtimes import MODEL_TYPES
-
         if value not in MODEL_TYPES:
             raise ValueError("expected one of " + ", ".join(MODEL_TYPES))
         return value

@@ -53,8 +53,8 @@ class LightGBMRuntime(Runtime):
             booster = lightgbm.Booster(model_file=str(file))
         except Exception as error:
             raise unreadable(file, "a LightGBM model file", error) from None
-        objective = str((booster.params or {}).get("objective", "")).split()[0:1]
-        name = objective[0] if objective else "unknown"
+        # The file's objective line, e.g. "binary sigmoid:1": its first word.
+        name = (str((booster.params or {}).get("objective", "")).split() or ["unknown"])[0]
         classifier = name in _CLASSIFIERS
         if (context.config.job == "classification") != classifier:
             raise StartupError(
