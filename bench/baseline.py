@@ -98,7 +98,15 @@ def measure(case: Case, port: int, seconds: float, warmup: float) -> float | Non
     return result.requests_per_s * case.rows
 
 
-def run(ref: str, workdir: Path, rounds: int, seconds: float, warmup: float, pin: bool) -> int:
+def run(
+    ref: str,
+    workdir: Path,
+    rounds: int,
+    seconds: float,
+    warmup: float,
+    pin: bool,
+    charts_folder: Path | None = None,
+) -> int:
     if pin:
         if len(os.sched_getaffinity(0)) < 2:
             print("PIN=1 needs two cores; running unpinned", file=sys.stderr)
@@ -128,6 +136,7 @@ def run(ref: str, workdir: Path, rounds: int, seconds: float, warmup: float, pin
           f"median of {rounds} interleaved rounds of {seconds:g} s")  # fmt: skip
     print(f"  {'scenario':<30} {'clients':>7} {'current':>10} {'baseline':>10} {'ratio':>7}")
     failed = 0
+    drawn: list[tuple[str, float, float, float]] = []
     for case in cases(logreg.name):
         unit = "rows/s" if case.rows > 1 else "req/s"
         mine = figures.get(("current", case.name, case.clients))
@@ -144,4 +153,10 @@ def run(ref: str, workdir: Path, rounds: int, seconds: float, warmup: float, pin
         paired = statistics.median(a / b for a, b in zip(mine, theirs, strict=False))
         print(f"  {case.name:<30} {case.clients:>7} {current:>10.0f} {old:>10.0f} "
               f"{paired:>6.2f}x  ({unit})")  # fmt: skip
+        drawn.append((f"{case.name}, {case.clients} clients", current, old, paired))
+    if charts_folder and drawn:
+        import charts  # matplotlib, only when asked for
+
+        path = charts.baseline_chart(f"this tree against {ref}", drawn, charts_folder, ref)
+        print(f"\nchart: {path}")
     return 1 if failed else 0

@@ -28,6 +28,8 @@ H2_GRPC = "mda gRPC (h2load, HTTP/2)"
 PICKLED = "mda pickled, uncached"
 GUARDED_UNCACHED = "mda uncached, token + limit"
 GUARDED_CACHED = "mda cached, token + limit"
+COMPILE_OFF = "mda uncached, compile off"
+COMPILED = "mda uncached, compiled"
 NO_SWAP = "mda uncached, no swap"
 SWAPS = "mda uncached, 2 model swaps"
 
@@ -105,21 +107,29 @@ def print_machine(info: dict[str, str]) -> None:
     print(f"machine: {info['cpu']}, nproc {info['nproc']}, Python {info['python']}")
 
 
-def print_tables(measurements: list[Measurement]) -> None:
-    """One table per model and concurrency; the floor, measured once, appears in each."""
+def tables(measurements: list[Measurement]) -> list[tuple[str, list[Measurement]]]:
+    """One table per model and concurrency, titled; the floor, measured once, in each."""
     floors = {m.clients: m for m in measurements if m.scenario == FLOOR}
-    models = _unique(m.model for m in measurements if m.scenario != FLOOR)
-    for model in models:
+    found = []
+    for model in _unique(m.model for m in measurements if m.scenario != FLOOR):
         for clients in _unique(m.clients for m in measurements):
             rows = [m for m in measurements if m.model == model and m.clients == clients]
+            if not rows:
+                continue
             if clients in floors:
                 rows.insert(0, floors[clients])
-            _print_table(f"{model}, {clients} clients", rows)
+            found.append((f"{model}, {clients} clients", rows))
+    return found
+
+
+def print_tables(measurements: list[Measurement]) -> None:
+    for title, rows in tables(measurements):
+        _print_table(title, rows)
 
 
 def _print_table(title: str, rows: list[Measurement]) -> None:
-    reference = _find(rows, REFERENCE)
-    floor = _find(rows, FLOOR)
+    reference = find(rows, REFERENCE)
+    floor = find(rows, FLOOR)
     print(f"\n{title}")
     header = (
         f"  {'scenario':<26} {'req/s':>9} {'rows/s':>9} {'p50 ms':>8} {'p99 ms':>8} "
@@ -148,6 +158,15 @@ def print_memory(pss: Memory) -> None:
         print(f"  {_server_name(key):<40} {value / 2**20:>8.1f} MiB")
 
 
+def print_switches(switches: dict[tuple[str, str], tuple[float, float]]) -> None:
+    """How long each compiled server took to be ready, then to switch to the compiled engine
+    (the load started once it had)."""
+    if switches:
+        print("\ncompiled engine: ready, then switched (converted and verified) after")
+    for key, (ready, switch) in switches.items():
+        print(f"  {_server_name(key):<40} ready in {ready:.2f} s, switched {switch:.2f} s later")
+
+
 def _server_name(key: tuple[str, str]) -> str:
     model, server = key
     return server if model == ANY_MODEL else f"{model}: {server}"
@@ -169,11 +188,11 @@ def targets(measurements: list[Measurement], pss: Memory) -> list[Target]:
     """The targets of issue 4, each a ratio between two figures of this run."""
 
     def rate(model: str | None, scenario: str, clients: int) -> float:
-        m = _find(measurements, scenario, model, clients)
+        m = find(measurements, scenario, model, clients)
         return m.result.requests_per_s if m else float("nan")
 
     def p99(model: str, scenario: str, clients: int) -> float:
-        m = _find(measurements, scenario, model, clients)
+        m = find(measurements, scenario, model, clients)
         return m.result.percentile_ms(99) if m else float("nan")
 
     floor = {c: rate(None, FLOOR, c) for c in (10, 50)}
@@ -266,6 +285,27 @@ def targets(measurements: list[Measurement], pss: Memory) -> list[Target]:
             )
         ),
         Target(
+            "logreg, 10 clients: compiled (exact) req/s >= 1.2x MDA_COMPILE=off",
+            _div(rate("logreg", COMPILED, 10), rate("logreg", COMPILE_OFF, 10)),
+            1.2,
+        ),
+        *(
+            target
+            for c, floor_ratio in ((10, 8.0), (50, 3.0))
+            for target in (
+                Target(
+                    f"forest, {c} clients: compiled (approx) req/s >= {floor_ratio:g}x off",
+                    _div(rate("forest", COMPILED, c), rate("forest", COMPILE_OFF, c)),
+                    floor_ratio,
+                ),
+                Target(
+                    f"forest, {c} clients: compiled req/s >= 0.5x compiled logreg",
+                    _div(rate("forest", COMPILED, c), rate("logreg", COMPILED, c)),
+                    0.5,
+                ),
+            )
+        ),
+        Target(
             "forest: PSS of 4 workers < 1.5x PSS of 1 worker",
             _div(pss.get(("forest", WORKERS4), math.nan), pss.get(("forest", UNCACHED), math.nan)),
             1.5,
@@ -283,7 +323,7 @@ def print_targets(results: Iterable[Target]) -> None:
         print(f"  {verdict}  {t.name:<56} {value}")
 
 
-def _find(
+def find(
     measurements: Iterable[Measurement],
     scenario: str,
     model: str | None = None,

@@ -33,6 +33,8 @@ from report import (
     BATCH,
     BINARY_BATCH,
     CACHED,
+    COMPILE_OFF,
+    COMPILED,
     FLOOR,
     GUARDED_CACHED,
     GUARDED_UNCACHED,
@@ -75,6 +77,8 @@ class Bench:
     warmup_s: float
     measurements: list[Measurement] = field(default_factory=list)
     memory: report.Memory = field(default_factory=dict)
+    # (model, server) -> (seconds from start to ready, then to the compiled engine's switch)
+    switches: dict[tuple[str, str], tuple[float, float]] = field(default_factory=dict)
     failures: list[str] = field(default_factory=list)
     planned: int = 0
     started: float = field(default_factory=time.monotonic)
@@ -92,21 +96,39 @@ class Bench:
             step()
 
     def serve(
-        self, model: str, label: str, launch: Callable[[int], Launch], scenarios: list[Scenario]
+        self,
+        model: str,
+        label: str,
+        launch: Callable[[int], Launch],
+        scenarios: list[Scenario],
+        engine: str | None = None,
     ) -> None:
         """Plan one server (`launch` given a free port): start it, run its scenarios, record
-        its memory, stop it. A server that does not start is reported and skipped."""
+        its memory, stop it. A server that does not start is reported and skipped. With
+        `engine`, the load starts once the model's metadata names that engine."""
         self._plan(
-            len(scenarios) * len(CLIENTS), partial(self._serve, model, label, launch, scenarios)
+            len(scenarios) * len(CLIENTS),
+            partial(self._serve, model, label, launch, scenarios, engine),
         )
 
     def _serve(
-        self, model: str, label: str, launch: Callable[[int], Launch], scenarios: list[Scenario]
+        self,
+        model: str,
+        label: str,
+        launch: Callable[[int], Launch],
+        scenarios: list[Scenario],
+        engine: str | None,
     ) -> None:
         name = f"{model}: {label}"
         port = servers.free_port()
         try:
+            started = time.monotonic()
             with servers.running(name, launch(port)) as pid:
+                if engine is not None:
+                    ready = time.monotonic() - started
+                    self.switches[(model, label)] = (
+                        ready, servers.wait_for_engine(port, model, engine),
+                    )  # fmt: skip
                 for scenario in scenarios:
                     self._measure(model, scenario, port)
                 self.memory[(model, label)] = servers.pss_bytes(pid)
@@ -278,6 +300,37 @@ def run_scenarios(bench: Bench, workdir: Path) -> None:
             )
 
 
+def run_compiled_scenarios(bench: Bench, workdir: Path) -> None:
+    """Compiled inference: the logistic regression (exact) and the 100-tree forest (approx),
+    each served compiled and with MDA_COMPILE=off, single uncached rows; and the compiled
+    logistic regression's 64-row V2 binary against the reference app's 64-row JSON."""
+    single = Scenario(UNCACHED, models.prediction_bodies(5000, seed=1))
+    batch = Scenario(REFERENCE_BATCH, models.prediction_bodies(500, rows_per_body=64, seed=3), 64)
+    binary_bodies, binary_header = models.binary_v2_bodies(500, rows_per_body=64, seed=3)
+    for model in models.train(workdir):
+        if model.name == models.MIXED:
+            continue
+        mda = partial(servers.mda_serve, model.config, cache=False)
+        mode = "exact" if model.name == "logreg" else "approx"
+        bench.serve(model.name, COMPILE_OFF, partial(mda, compile="off"),
+                    [single.renamed(COMPILE_OFF)])  # fmt: skip
+        compiled = [single.renamed(COMPILED)]
+        if model.name == "logreg":
+            reference_env = {"REFERENCE_MODEL_PATH": str(model.artifact)}
+            bench.serve(
+                model.name, REFERENCE_BATCH,
+                partial(servers.uvicorn_app, "reference_app:app", env=reference_env), [batch],
+            )  # fmt: skip
+            compiled.append(Scenario(
+                BINARY_BATCH, binary_bodies, 64, f"/v2/models/{model.name}/infer",
+                {"Content-Type": "application/octet-stream",
+                 "Inference-Header-Content-Length": str(binary_header)},
+            ))  # fmt: skip
+        bench.serve(
+            model.name, COMPILED, partial(mda, compile=mode), compiled, engine="onnxruntime"
+        )
+
+
 def run_family_scenarios(bench: Bench, workdir: Path) -> None:
     """XGBoost and LightGBM: the reference app on the pickle, mda on the pickle and on the
     family's own file, single uncached rows."""
@@ -305,10 +358,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--warmup", type=float, help="seconds of warm-up per scenario (1)")
     parser.add_argument("--json", type=Path, help="also write the results as JSON here")
     parser.add_argument(
+        "--charts", type=Path, metavar="DIR", help="also draw each table as an SVG chart here"
+    )
+    parser.add_argument(
         "--only",
-        choices=["tabular", "families", "text"],
-        help="run only the tabular (scikit-learn), the model families' (XGBoost, LightGBM) or "
-        "the text scenarios",
+        choices=["tabular", "compiled", "families", "text"],
+        help="run only the tabular (scikit-learn), the compiled (MDA_COMPILE against off), "
+        "the model families' (XGBoost, LightGBM) or the text scenarios",
     )
     parser.add_argument(
         "--baseline", metavar="REF", help="compare with this git ref instead (see baseline.py)"
@@ -337,8 +393,9 @@ def main(argv: list[str] | None = None) -> int:
             seconds = args.duration or (1.0 if args.quick else 3.0)
             warmup = args.warmup if args.warmup is not None else 0.5
             return baseline.run(
-                args.baseline, Path(tmp), args.rounds, seconds, warmup, bool(args.pin)
-            )
+                args.baseline, Path(tmp), args.rounds, seconds, warmup, bool(args.pin),
+                args.charts,
+            )  # fmt: skip
         duration = args.duration or (1.0 if args.quick else 5.0)
         warmup = args.warmup if args.warmup is not None else (0.3 if args.quick else 1.0)
         bench = Bench(duration, warmup)
@@ -352,6 +409,8 @@ def main(argv: list[str] | None = None) -> int:
                   file=sys.stderr)  # fmt: skip
             if args.only in (None, "tabular"):
                 run_scenarios(bench, Path(tmp))
+            if args.only in (None, "compiled"):
+                run_compiled_scenarios(bench, Path(tmp))
             if args.only in (None, "families"):
                 run_family_scenarios(bench, Path(tmp))
             bench.run()
@@ -364,11 +423,17 @@ def main(argv: list[str] | None = None) -> int:
     if args.only != "text":
         report.print_tables(bench.measurements)
         report.print_memory(bench.memory)
+        report.print_switches(bench.switches)
         report.print_client_cost(bench.measurements)
         targets = report.targets(bench.measurements, bench.memory)
         report.print_targets(targets)
         if args.json:
             report.write_json(args.json, info, bench.measurements, bench.memory, targets)
+        if args.charts:
+            import charts  # matplotlib, only when asked for
+
+            drawn = charts.write_run(bench.measurements, targets, args.charts)
+            print(f"\n{len(drawn)} charts in {args.charts}/")
     if text is not None:
         text_bench.print_figures(text)
     for failure in bench.failures:

@@ -6,6 +6,7 @@ its servers in order, instead of reaching every process at once.
 """
 
 import http.client
+import json
 import os
 import signal
 import socket
@@ -171,3 +172,22 @@ def metric(port: int, name: str) -> float:
         if line.startswith(name + " "):
             return float(line.split()[-1])
     return 0.0
+
+
+def wait_for_engine(port: int, model: str, engine: str, timeout_s: float = 120.0) -> float:
+    """Seconds until the model's metadata names `engine` (`parameters.engine`: the compiled
+    engine switches in after the model is ready)."""
+    started = time.monotonic()
+    while time.monotonic() - started < timeout_s:
+        connection = http.client.HTTPConnection(HOST, port, timeout=5)
+        try:
+            connection.request("GET", f"/v2/models/{model}")
+            found = json.loads(connection.getresponse().read())["parameters"].get("engine")
+        except (OSError, ValueError, KeyError):
+            found = None
+        finally:
+            connection.close()
+        if found == engine:
+            return time.monotonic() - started
+        time.sleep(0.02)
+    raise RuntimeError(f"{model}: the engine did not become {engine} within {timeout_s:.0f} s")

@@ -7,6 +7,7 @@ everything after decoding happens here, once.
 
 import asyncio
 import logging
+import threading
 from collections.abc import Hashable
 from concurrent.futures import ThreadPoolExecutor
 
@@ -35,6 +36,7 @@ class DataPlane:
         self.track = settings.server.track
         self.model: LoadedModel | None = None
         self.load_error: str | None = None
+        self._serving = False  # set in the process that serves (a pre-forked worker)
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mda-predict")
         self._batcher = Batcher(
             self._call_model,
@@ -58,7 +60,32 @@ class DataPlane:
         self.metrics.model_ready.set(1)
         if previous is not None and previous.version != model.version:
             self.metrics.model_info.labels(previous.version, self.track).set(0)
+            self.metrics.model_engine.labels(previous.version, previous.engine_name).set(0)
         self.metrics.model_info.labels(model.version, self.track).set(1)
+        self.metrics.model_engine.labels(model.version, model.engine_name).set(1)
+        if self._serving:
+            self._compile(model)
+
+    def start_serving(self) -> None:
+        """Called once the process serves (in each pre-forked worker, after the fork: an
+        ONNX Runtime session's threads do not survive one): compile the model from here on."""
+        self._serving = True
+        if self.model is not None:
+            self._compile(self.model)
+
+    def _compile(self, model: LoadedModel) -> None:
+        """Convert and verify `model` in the background while it serves as it is."""
+        if model.compiler is None or model.engine is not None:
+            return
+        compiler, model.compiler = model.compiler, None  # once per loaded version
+        thread = threading.Thread(
+            target=compiler, args=(self._engine_switched,), name="mda-compile", daemon=True
+        )
+        thread.start()
+
+    def _engine_switched(self, model: LoadedModel) -> None:
+        self.metrics.model_engine.labels(model.version, model.platform).set(0)
+        self.metrics.model_engine.labels(model.version, model.engine_name).set(1)
 
     def require_model(self) -> LoadedModel:
         if self.model is None:

@@ -60,6 +60,11 @@ class Metrics:
             registry=r,
             multiprocess_mode="max",
         )  # fmt: skip
+        self.model_engine = Gauge(
+            "mda_model_engine", "1 for the engine answering the served version (onnxruntime "
+            "once compiled, else the model family's own)", ["version", "engine"], registry=r,
+            multiprocess_mode="max",
+        )  # fmt: skip
         self.model_reloads = Counter(
             "mda_model_reloads", "New model versions swapped in", registry=r
         )

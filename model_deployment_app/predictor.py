@@ -8,12 +8,14 @@ import functools
 import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-from model_deployment_app import runtimes, storage
+from model_deployment_app import compiling, runtimes, storage
+from model_deployment_app.compiling import Engine
 from model_deployment_app.config import ModelConfig
 from model_deployment_app.errors import InvalidInput, StartupError
 from model_deployment_app.inputs import ModelInput
@@ -43,6 +45,8 @@ class LoadedModel:
     load_seconds: float = 0.0
     outputs: tuple[str, ...] = field(default=())
     source_token: str = ""  # what the source said its version was when this was fetched
+    engine: Engine | None = None  # a compiled engine, once verified (see `compiling`)
+    compiler: Callable[[Callable[["LoadedModel"], None]], None] | None = None
     _prefixes: dict[str, bytes] = field(default_factory=dict, repr=False)
 
     def cache_prefix(self, output: str) -> bytes:
@@ -75,7 +79,23 @@ class LoadedModel:
             )
         return output
 
+    @property
+    def engine_name(self) -> str:
+        """What answers: the compiled engine's name, else the runtime's platform."""
+        engine = self.engine
+        return self.platform if engine is None else engine.name
+
     def run(self, output: str, rows: ModelInput) -> np.ndarray:
+        """`output` for `rows`: from the compiled engine when it takes them, else the
+        estimator's."""
+        engine = self.engine
+        if engine is not None:
+            found = engine.run(output, rows)
+            if found is not None:
+                return found
+        return self.run_estimator(output, rows)
+
+    def run_estimator(self, output: str, rows: ModelInput) -> np.ndarray:
         """Call the estimator on `rows`, in the form its schema says it takes."""
         features = self.schema.to_model(rows)
         if output == PREDICT_PROBA:
@@ -194,12 +214,15 @@ def _load(config: ModelConfig, settings: Settings) -> LoadedModel:
         config.model, server.download_dir, server.load_timeout_seconds,
         folder=config.is_folder, progress_seconds=server.progress_seconds,
     )  # fmt: skip
+    context = LoadContext(config, settings)
     try:
-        estimator, runtime = runtimes.load(artifact.path, LoadContext(config, settings))
+        estimator, runtime = runtimes.load(artifact.path, context)
     finally:
         artifact.discard_download()  # in memory now (or refused): the file is not needed
     model = prepare(estimator, config, artifact.sha256, runtime)
     model.source_token = artifact.token
+    if settings.compiling.compile != "off":
+        model.compiler = functools.partial(compiling.compile_model, model, runtime, context)
     model.load_seconds = time.perf_counter() - started
     log.info(
         "loaded %s (%s, %s, %s) from %s in %.2fs, sha256 %s",

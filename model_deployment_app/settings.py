@@ -87,6 +87,16 @@ class BatchingSettings(_Env):
     """How long a batch may wait for more rows; 0 merges only what is already queued."""
 
 
+class CompileSettings(_Env):
+    """Compiled inference (docs: explanations/speed.md#compiled-inference)."""
+
+    compile: Literal["exact", "approx", "off"] = "exact"
+    """Answer scikit-learn models with ONNX Runtime once converted and verified: exact (within
+    1e-9 of scikit-learn), approx (within 1e-6, the same classes: tree ensembles), off."""
+    compile_timeout_seconds: float = Field(default=60.0, gt=0)
+    """A conversion and verification that takes longer leaves the model on scikit-learn."""
+
+
 class TextModelSettings(_Env):
     """How a transformers text model runs (`modelType: transformers`)."""
 
@@ -148,9 +158,11 @@ class Settings:
         batching: BatchingSettings | None = None,
         text: TextModelSettings | None = None,
         access: AccessSettings | None = None,
+        compiling: CompileSettings | None = None,
     ) -> None:
         self.server = server or ServerSettings()
         self.cache = cache or CacheSettings()
         self.batching = batching or BatchingSettings()
         self.text = text or TextModelSettings()
         self.access = access or AccessSettings()
+        self.compiling = compiling or CompileSettings()

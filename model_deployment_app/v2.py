@@ -58,7 +58,9 @@ def _output_metadata(model: LoadedModel, name: str) -> dict[str, Any]:
 def metadata(model: LoadedModel) -> dict[str, Any]:
     """Model metadata; `parameters` hold scalars only, as the protocol allows (the classes
     as a JSON list in a string, and as the `classes` output)."""
-    parameters: dict[str, Any] = {"job": model.job, "sha256": model.sha256}
+    parameters: dict[str, Any] = {
+        "job": model.job, "sha256": model.sha256, "engine": model.engine_name,
+    }  # fmt: skip
     if model.classes is not None:
         parameters[CLASSES] = json.dumps(model.classes)
     return {

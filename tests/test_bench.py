@@ -1,8 +1,13 @@
-"""The benchmark's load generator, against the bare ASGI floor under a real uvicorn."""
+"""The benchmark: its load generator against the bare ASGI floor under a real uvicorn, and a
+short run of it drawing its charts."""
 
 import asyncio
 import importlib
+import re
+import subprocess
+import sys
 from pathlib import Path
+from xml.etree import ElementTree
 
 import pytest
 
@@ -27,3 +32,27 @@ def test_load_generator_completes_requests_without_errors_against_the_floor(
     assert 0 < result.ok <= 2000
     assert result.errors == 0
     assert result.percentile_ms(50) <= result.percentile_ms(99)
+
+
+@pytest.mark.slow
+def test_a_short_bench_run_draws_each_of_its_tables_as_an_svg_chart(tmp_path: Path) -> None:
+    charts = tmp_path / "charts"
+    run = subprocess.run(
+        [sys.executable, str(BENCH / "run.py"), "--quick", "--only", "families",
+         "--duration", "0.3", "--warmup", "0.1", "--charts", str(charts)],
+        capture_output=True, text=True, timeout=240,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr[-2000:]
+
+    tables = re.findall(r"^(\w+, \d+ clients)$", run.stdout, flags=re.MULTILINE)
+    assert tables, run.stdout[-2000:]
+    for title in tables:
+        drawn = charts / (re.sub(r"[^a-z0-9]+", "-", title.lower()) + ".svg")
+        svg = ElementTree.parse(drawn).getroot()
+        assert svg.tag.endswith("svg")
+        text = "".join(svg.itertext())
+        assert title in text
+        assert "mda /predict uncached" in text and "reference app" in text
+    targets = ElementTree.parse(charts / "targets-ratios-within-this-run.svg").getroot()
+    assert "native file req/s" in "".join(targets.itertext())
+    assert f"{len(tables) + 1} charts in {charts}/" in run.stdout

@@ -63,6 +63,9 @@ spec:
               value: /tmp/models
             - name: MDA_WORKERS
               value: {{ .Values.workers | quote }}
+            # scikit-learn models answered by ONNX Runtime once verified (exact, approx, off).
+            - name: MDA_COMPILE
+              value: {{ .Values.compile | default "exact" | quote }}
             # The model's path: the server answers under it (Ingress, HTTPRoute) and without it
             # (in-cluster callers of the Service), so no router rewrites anything.
             - name: MDA_ROOT_PATH

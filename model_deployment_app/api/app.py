@@ -92,6 +92,7 @@ def create_app(
                 plane, recorder, server.host, server.grpc_port, shared_port=server.workers > 1,
                 access=access,
             )  # fmt: skip
+        plane.start_serving()
         tasks = []
         if plane.model is None and loader is not None:
             tasks.append(asyncio.create_task(load_in_background(loader)))

@@ -23,7 +23,9 @@ import numpy as np
 from model_deployment_app.errors import StartupError
 
 if TYPE_CHECKING:
+    from model_deployment_app.compiling import Compilation
     from model_deployment_app.config import ModelConfig
+    from model_deployment_app.schema import InputSchema
     from model_deployment_app.settings import Settings
 
 # modelType -> the module of the runtime that loads it.
@@ -130,6 +132,13 @@ class Runtime:
 
     def computes_in_float32(self, estimator: Any) -> bool:
         return self.float32
+
+    def compilation(
+        self, estimator: Any, schema: InputSchema, context: LoadContext, mode: str
+    ) -> Compilation | None:
+        """The compiled engines that may answer for `estimator`, and the rows to verify them
+        on (see `compiling`); None: the family has none. Raises `compiling.NotCompiled`."""
+        return None
 
     def missing_library(self, name: str) -> StartupError:
         """The one line for a model whose library is not installed."""

@@ -11,10 +11,14 @@ family's runtime then serves it (`runtimes.serving`).
 import pickle
 import zipfile
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from model_deployment_app.errors import StartupError
 from model_deployment_app.runtimes import LoadContext, Runtime
+
+if TYPE_CHECKING:
+    from model_deployment_app.compiling import Compilation
+    from model_deployment_app.schema import InputSchema
 
 # Data-only internals of scikit-learn estimators that skops does not trust by default.
 # (skops already trusts scikit-learn's estimators, numpy and builtin containers.)
@@ -151,6 +155,13 @@ class SklearnRuntime(Runtime):
 
     def computes_in_float32(self, estimator: Any) -> bool:
         return type(estimator).__name__ in _FLOAT32_MODELS
+
+    def compilation(
+        self, estimator: Any, schema: "InputSchema", context: LoadContext, mode: str
+    ) -> "Compilation":
+        from model_deployment_app.runtimes import sklearn_compiled
+
+        return sklearn_compiled.compilation(estimator, schema, context, mode)
 
 
 RUNTIME = SklearnRuntime()
