@@ -20,6 +20,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from xml.etree import ElementTree
 
 import httpx
 import pytest
@@ -156,3 +157,19 @@ def test_each_box_of_the_architecture_names_a_module_that_exists(source: Path) -
     drawn = source.with_suffix(".svg").read_text()
     stale = [m for m in sorted(named) if f">{m}<" not in drawn]
     assert not stale, f"{source.with_suffix('.svg').name} is older than its source: make diagrams"
+
+
+IMAGE = re.compile(r"!\[[^\]]*\]\(([^)\s]+\.svg)\)")
+
+
+def test_every_chart_a_page_shows_is_there_and_the_speed_page_says_what_drew_them() -> None:
+    shown = [(page, page.parent / src) for page in PAGES for src in IMAGE.findall(page.read_text())]
+    speed = ROOT / "docs" / "explanations" / "speed.md"
+    charts = [path for page, path in shown if page == speed]
+    assert len(charts) >= 4, "the speed page shows the bench's charts"
+    for page, path in shown:
+        assert path.is_file(), f"{page.name} shows {path}, which is missing"
+        assert ElementTree.parse(path).getroot().tag.endswith("svg"), path
+    for folder in {path.parent for path in charts}:
+        drew = f"CHARTS={folder.relative_to(ROOT)}"
+        assert drew in speed.read_text(), f"the speed page does not say which run drew {folder}"

@@ -352,9 +352,12 @@ def _deploy(args: argparse.Namespace) -> int:
 
     repo = Repo.find(args.root)
     repo.chart_dir(args.model)
+    from model_deployment_app.deploy.progress import rollout_progress
+
     engine = get_engine()
-    with staged_chart(repo, args.model) as chart:
-        print(engine.deploy(chart, _release(args), args.create_namespace))
+    release = _release(args)
+    with staged_chart(repo, args.model) as chart, rollout_progress(release):
+        print(engine.deploy(chart, release, args.create_namespace))
     return 0
 
 
