@@ -140,6 +140,10 @@ class Runtime:
         on (see `compiling`); None: the family has none. Raises `compiling.NotCompiled`."""
         return None
 
+    def preload_compilation(self) -> None:
+        """Import what `compilation` needs now: in a parent about to fork workers, so they
+        share its pages instead of each importing its own copy."""
+
     def missing_library(self, name: str) -> StartupError:
         """The one line for a model whose library is not installed."""
         variant = self.image_variant or self.extra

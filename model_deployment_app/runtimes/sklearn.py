@@ -163,5 +163,10 @@ class SklearnRuntime(Runtime):
 
         return sklearn_compiled.compilation(estimator, schema, context, mode)
 
+    def preload_compilation(self) -> None:
+        from model_deployment_app.runtimes import sklearn_compiled
+
+        sklearn_compiled.preload()
+
 
 RUNTIME = SklearnRuntime()

@@ -31,6 +31,16 @@ VERIFICATION_ROWS = 300
 _TIE = 1e-5
 
 
+def preload() -> None:
+    """Import the converter and ONNX Runtime, where installed (see `preload_compilation`)."""
+    try:
+        import onnxruntime  # noqa: F401
+        import skl2onnx  # noqa: F401
+        from skl2onnx.common.data_types import FloatTensorType  # noqa: F401
+    except ImportError:
+        pass
+
+
 def compilation(
     estimator: Any, schema: InputSchema, context: LoadContext, mode: str
 ) -> Compilation:
