@@ -17,6 +17,7 @@ absolutely, regression outputs relative to their magnitude) and the same predict
 
 from __future__ import annotations
 
+import gc
 import logging
 import time
 from collections.abc import Callable, Iterator
@@ -124,6 +125,24 @@ def compile_model(
     mode, bound = settings.compile, settings.compile_timeout_seconds
     started = time.perf_counter()
     reasons: list[str] = []
+    try:
+        _compile(model, runtime, context, on_switch, mode, bound, started, reasons)
+    finally:
+        # What conversion imported (onnx, skl2onnx: many objects) joins the start-up heap
+        # out of the collector's reach, as `server` froze it: full collections stay short.
+        gc.freeze()
+
+
+def _compile(
+    model: LoadedModel,
+    runtime: Runtime,
+    context: LoadContext,
+    on_switch: Callable[[LoadedModel], None],
+    mode: str,
+    bound: float,
+    started: float,
+    reasons: list[str],
+) -> None:
     try:
         compilation = runtime.compilation(model.estimator, model.schema, context, mode)
         if compilation is None:  # the family has no compiled engine: nothing to say

@@ -105,6 +105,7 @@ def api(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeApi]:
     monkeypatch.setenv("KUBECONFIG", str(tmp_path / "kubeconfig"))
     yield fake
     fake.server.shutdown()
+    fake.server.server_close()
 
 
 def test_the_rollout_says_pods_ready_of_wanted_and_a_failing_pods_reason_once(

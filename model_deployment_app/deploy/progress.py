@@ -74,6 +74,7 @@ class RolloutProgress:
         self._last_ready = ""
         self._told: set[tuple[str, str]] = set()
         self._apis: tuple[Any, Any] | None = None
+        self._connection: Any = None
 
     def _clients(self) -> tuple[Any, Any]:
         if self._apis is None:
@@ -81,8 +82,14 @@ class RolloutProgress:
 
             # KUBECONFIG read now (the client reads it once, at import), as Helm does.
             config.load_kube_config(config_file=os.environ.get("KUBECONFIG"))
-            self._apis = (client.AppsV1Api(), client.CoreV1Api())
+            self._connection = client.ApiClient()
+            self._apis = (client.AppsV1Api(self._connection), client.CoreV1Api(self._connection))
         return self._apis
+
+    def _close(self) -> None:
+        if self._connection is not None:
+            self._connection.close()
+        self._connection = self._apis = None
 
     def poll(self) -> None:
         """One look: print the ready count if it changed, and each new failing reason."""
@@ -104,13 +111,16 @@ class RolloutProgress:
                 self._say(f"rollout: pod {pod.metadata.name} is failing: {reason}")
 
     def run(self) -> None:
-        while not self._stop.wait(self.interval_s):  # the first look after one interval
-            try:
-                self.poll()
-            except ImportError:  # no kubernetes package: no progress, the deploy goes on
-                return
-            except Exception:  # progress must never fail a deploy, nor add to its error
-                self._apis = None  # a fresh connection next time
+        try:
+            while not self._stop.wait(self.interval_s):  # the first look after one interval
+                try:
+                    self.poll()
+                except ImportError:  # no kubernetes package: no progress, the deploy goes on
+                    return
+                except Exception:  # progress must never fail a deploy, nor add to its error
+                    self._close()  # a fresh connection next time
+        finally:
+            self._close()
 
     def _say(self, line: str) -> None:
         print(line, file=self.out, flush=True)
