@@ -223,8 +223,10 @@ def _load(config: ModelConfig, settings: Settings) -> LoadedModel:
     model.source_token = artifact.token
     if settings.compiling.compile != "off":
         model.compiler = functools.partial(compiling.compile_model, model, runtime, context)
-        if server.workers > 1:  # loaded before the fork: the workers share its pages
-            runtime.preload_compilation()
+        # Its libraries imported now, before ready: an import in the background would hold
+        # the import lock and the GIL for seconds while the server answers (and, with several
+        # workers, be made once per worker instead of shared from before the fork).
+        runtime.preload_compilation()
     model.load_seconds = time.perf_counter() - started
     log.info(
         "loaded %s (%s, %s, %s) from %s in %.2fs, sha256 %s",

@@ -141,8 +141,8 @@ class Runtime:
         return None
 
     def preload_compilation(self) -> None:
-        """Import what `compilation` needs now: in a parent about to fork workers, so they
-        share its pages instead of each importing its own copy."""
+        """Import what `compilation` needs now, while the model loads: not in the background
+        while requests are served, and before any fork, so workers share its pages."""
 
     def missing_library(self, name: str) -> StartupError:
         """The one line for a model whose library is not installed."""
