@@ -41,6 +41,17 @@ def _recorded_labels(content: bytes) -> list[Any] | None:
     return None
 
 
+def cpu_session(content: bytes, threads: int) -> Any:
+    """An ONNX Runtime session of `content` on the CPU with `threads` intra-op threads."""
+    import onnxruntime
+
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.log_severity_level = 3
+    return onnxruntime.InferenceSession(content, options, providers=["CPUExecutionProvider"])
+
+
 class OnnxModel:
     """An ONNX Runtime session behind the estimator interface."""
 
@@ -99,15 +110,7 @@ class OnnxModel:
         return None
 
     def _session(self, threads: int) -> Any:
-        import onnxruntime
-
-        options = onnxruntime.SessionOptions()
-        options.intra_op_num_threads = threads
-        options.inter_op_num_threads = 1
-        options.log_severity_level = 3
-        return onnxruntime.InferenceSession(
-            self.content, options, providers=["CPUExecutionProvider"]
-        )
+        return cpu_session(self.content, threads)
 
     def use_threads(self, threads: int) -> None:
         if threads != 1:

@@ -98,16 +98,10 @@ class OnnxEngine:
         self.inputs = [(i.name, _feed_dtype(i.type)) for i in self.session.get_inputs()]
 
     def _session(self, threads: int) -> Any:
-        import onnxruntime
+        from model_deployment_app.runtimes.onnx import cpu_session
 
-        options = onnxruntime.SessionOptions()
-        options.intra_op_num_threads = threads
-        options.inter_op_num_threads = 1
-        options.log_severity_level = 3
         try:
-            return onnxruntime.InferenceSession(
-                self.content, options, providers=["CPUExecutionProvider"]
-            )
+            return cpu_session(self.content, threads)
         except Exception as error:
             raise NotCompiled(
                 f"ONNX Runtime cannot load the converted graph: {_first(error)}"
