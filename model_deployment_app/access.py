@@ -34,7 +34,7 @@ def route_kind(path: str) -> Kind:
     if path == "/metrics":
         return "metrics"
     if path.startswith("/v2/repository/"):
-        return "admin"
+        return "api" if path == "/v2/repository/index" else "admin"
     if path == "/":
         return "page"
     return "api"

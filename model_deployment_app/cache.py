@@ -10,12 +10,12 @@ import logging
 import time
 from collections import OrderedDict
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
 import orjson
 
+from model_deployment_app.memory import container_memory_limit
 from model_deployment_app.settings import CacheSettings
 
 log = logging.getLogger(__name__)
@@ -167,18 +167,6 @@ class RedisCache:
         if self._writes:
             await asyncio.gather(*self._writes, return_exceptions=True)
         await self._client.aclose()
-
-
-def container_memory_limit() -> int | None:
-    """The cgroup's memory limit in bytes (v2, then v1), or None where there is none."""
-    for path in ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"):
-        try:
-            text = Path(path).read_text().strip()
-        except OSError:
-            continue
-        if text.isdigit() and int(text) < 1 << 60:  # v1 says "no limit" with a huge number
-            return int(text)
-    return None
 
 
 def default_max_bytes(workers: int) -> int:

@@ -160,6 +160,33 @@ class ModelConfig(_Strict):
         return self
 
 
+# Names a pool's model may not take: its path `/<name>` would hide one of the server's own.
+RESERVED_NAMES = frozenset({"v2", "predict", "metrics", "docs", "openapi.json", "playground"})
+
+
+class PoolConfig(_Strict):
+    """A model pool: many models in one server, each served under `/<name>` (CONTRACT 3)."""
+
+    models: tuple[ModelConfig, ...] = Field(min_length=1, max_length=10_000)
+
+    @field_validator("models")
+    @classmethod
+    def _unique_names(cls, models: tuple[ModelConfig, ...]) -> tuple[ModelConfig, ...]:
+        names = [m.name for m in models]
+        repeated = sorted({n for n in names if names.count(n) > 1})
+        if repeated:
+            raise ValueError(f"repeated model name(s) {', '.join(repeated)}: each needs its own")
+        reserved = sorted(set(names) & RESERVED_NAMES)
+        if reserved:
+            raise ValueError(
+                f"model name(s) {', '.join(reserved)} would hide the server's own routes"
+            )
+        return models
+
+
+ServedConfig = ModelConfig | PoolConfig
+
+
 def _describe(error: ValidationError) -> str:
     """One line naming every offending key, e.g. `model.bucketName: Field required`."""
     parts = []
@@ -186,8 +213,18 @@ def parse_config(data: Any, source: str = "config") -> ModelConfig:
         raise StartupError(f"{source}: {_describe(error)}") from None
 
 
-def load_config(path: str | Path) -> ModelConfig:
-    """Read and validate `config.yaml`."""
+def parse_served(data: Any, source: str = "config") -> ServedConfig:
+    """A pool's config (top level `models:`), or one model's."""
+    if not (isinstance(data, dict) and "models" in data):
+        return parse_config(data, source)
+    try:
+        return PoolConfig.model_validate(data)
+    except ValidationError as error:
+        raise StartupError(f"{source}: {_describe(error)}") from None
+
+
+def load_config(path: str | Path) -> ServedConfig:
+    """Read and validate `config.yaml`: one model's, or a pool's."""
     path = Path(path)
     try:
         text = path.read_text()
@@ -199,7 +236,11 @@ def load_config(path: str | Path) -> ModelConfig:
         data = yaml.safe_load(text)
     except yaml.YAMLError as error:
         raise StartupError(f"config {path} is not valid YAML: {error}".replace("\n", " ")) from None
-    return parse_config(_relative_to(data, path.parent), source=f"config {path}")
+    source = f"config {path}"
+    if isinstance(data, dict) and isinstance(data.get("models"), list):
+        entries = [_relative_to(entry, path.parent) for entry in data["models"]]
+        return parse_served({**data, "models": entries}, source)
+    return parse_served(_relative_to(data, path.parent), source)
 
 
 def _relative_to(data: Any, folder: Path) -> Any:

@@ -8,7 +8,8 @@ everything after decoding happens here, once.
 import asyncio
 import logging
 import threading
-from collections.abc import Hashable
+import time
+from collections.abc import Awaitable, Callable, Hashable
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -17,6 +18,7 @@ from model_deployment_app.batching import Batcher
 from model_deployment_app.cache import PredictionCache
 from model_deployment_app.errors import InvalidInput, NotReady, PredictionFailed
 from model_deployment_app.inputs import ModelInput, row_keys
+from model_deployment_app.memory import resident_bytes
 from model_deployment_app.metrics import Metrics
 from model_deployment_app.predictor import LoadedModel
 from model_deployment_app.settings import Settings
@@ -27,15 +29,34 @@ log = logging.getLogger(__name__)
 # wait at most for the requests behind it, less than one GIL switch interval (5 ms).
 INLINE_CALL_SECONDS = 0.001
 
+# One conversion at a time in a process: a pool's models never all convert at once, and the
+# memory each engine adds is measured on its own.
+_COMPILING = threading.Lock()
+
+OnDemand = Callable[[], Awaitable[LoadedModel]]
+
 
 class DataPlane:
-    def __init__(self, settings: Settings, metrics: Metrics, cache: PredictionCache | None) -> None:
+    """One model's serving: its slot (the version serving), its batcher and model thread.
+    The cache and the metrics registry are the server's, shared by every model it serves."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        metrics: Metrics,
+        cache: PredictionCache | None,
+        name: str = "model",
+    ) -> None:
         self.settings = settings
-        self.metrics = metrics
+        self.name = name
+        self.metrics = metrics.of(name)
         self.cache = cache
         self.track = settings.server.track
         self.model: LoadedModel | None = None
         self.load_error: str | None = None
+        self.on_demand: OnDemand | None = None  # a pool's loader, for a model not loaded now
+        self.last_used = 0.0  # monotonic seconds of the last request (a pool's LRU order)
+        self.engine_bytes = 0  # what the compiled engine of the model serving added
         self._serving = False  # set in the process that serves (a pre-forked worker)
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mda-predict")
         self._batcher = Batcher(
@@ -43,7 +64,7 @@ class DataPlane:
             self._executor,
             max_rows=settings.batching.max_batch_size,
             max_delay_seconds=settings.batching.max_batch_delay_ms / 1000,
-            observe=metrics.observe_batch,
+            observe=self.metrics.observe_batch,
             inline_below_seconds=INLINE_CALL_SECONDS,
             inline=self._may_inline,
         )
@@ -52,19 +73,57 @@ class DataPlane:
     def ready(self) -> bool:
         return self.model is not None
 
+    @property
+    def loadable(self) -> bool:
+        """Loaded, or a pool loads it on its next request."""
+        return self.model is not None or (self.on_demand is not None and self.load_error is None)
+
+    @property
+    def footprint(self) -> int:
+        """Memory the model serving holds: its objects, and its compiled engine."""
+        model = self.model
+        return 0 if model is None else model.memory_bytes + self.engine_bytes
+
     def set_model(self, model: LoadedModel) -> None:
         """Serve `model` from now on: one reference swap. Requests already under way keep the
         model they started with (they hold it); cache keys carry each model's digest."""
         previous, self.model = self.model, model
+        self.load_error = None
         self.metrics.model_load_seconds.set(model.load_seconds)
         self.metrics.model_ready.set(1)
         if previous is not None and previous.version != model.version:
-            self.metrics.model_info.labels(previous.version, self.track).set(0)
-            self.metrics.model_engine.labels(previous.version, previous.engine_name).set(0)
-        self.metrics.model_info.labels(model.version, self.track).set(1)
-        self.metrics.model_engine.labels(model.version, model.engine_name).set(1)
+            self.metrics.serving(previous.version, self.track, 0)
+            self.metrics.engine(previous.version, previous.engine_name, 0)
+        self.metrics.serving(model.version, self.track, 1)
+        self.metrics.engine(model.version, model.engine_name, 1)
+        if previous is not None and previous.version != model.version:
+            self.engine_bytes = 0
+        self.metrics.model_memory.set(self.footprint)
         if self._serving:
             self._compile(model)
+
+    def unload(self) -> None:
+        """Stop serving the model (a pool making room): requests under way finish with it,
+        and its memory is freed once they have."""
+        model, self.model = self.model, None
+        if model is None:
+            return
+        model.compiler = None  # a conversion not yet run never will
+        self.metrics.model_ready.set(0)
+        self.metrics.serving(model.version, self.track, 0)
+        self.metrics.engine(model.version, model.engine_name, 0)
+        self.engine_bytes = 0
+        self.metrics.model_memory.set(0)
+
+    async def acquire(self) -> LoadedModel:
+        """The model serving now; in a pool, loaded first if it is not (the request waits)."""
+        model = self.model
+        if model is None:
+            if self.on_demand is None or self.load_error is not None:
+                raise NotReady(self.load_error or "the model is still loading; try again shortly")
+            model = await self.on_demand()
+        self.last_used = time.monotonic()
+        return model
 
     def start_serving(self) -> None:
         """Called once the process serves (in each pre-forked worker, after the fork: an
@@ -78,14 +137,22 @@ class DataPlane:
         if model.compiler is None or model.engine is not None:
             return
         compiler, model.compiler = model.compiler, None  # once per loaded version
-        thread = threading.Thread(
-            target=compiler, args=(self._engine_switched,), name="mda-compile", daemon=True
-        )
-        thread.start()
+
+        def convert() -> None:
+            with _COMPILING:
+                if self.model is not model:  # replaced or unloaded while it waited
+                    return
+                before = resident_bytes()
+                compiler(self._engine_switched)
+                if model.engine is not None and self.model is model:
+                    self.engine_bytes = max(0, resident_bytes() - before)
+                    self.metrics.model_memory.set(self.footprint)
+
+        threading.Thread(target=convert, name="mda-compile", daemon=True).start()
 
     def _engine_switched(self, model: LoadedModel) -> None:
-        self.metrics.model_engine.labels(model.version, model.platform).set(0)
-        self.metrics.model_engine.labels(model.version, model.engine_name).set(1)
+        self.metrics.engine(model.version, model.platform, 0)
+        self.metrics.engine(model.version, model.engine_name, 1)
 
     def require_model(self) -> LoadedModel:
         if self.model is None:
@@ -174,8 +241,12 @@ class DataPlane:
             cached[index] = computed[position]
         return np.stack(cached)  # type: ignore[arg-type]
 
-    async def close(self) -> None:
+    async def stop(self) -> None:
+        """Stop the batcher and the model thread (the shared cache stays open)."""
         await self._batcher.close()
+        self._executor.shutdown(wait=False, cancel_futures=True)
+
+    async def close(self) -> None:
+        await self.stop()
         if self.cache is not None:
             await self.cache.close()
-        self._executor.shutdown(wait=False, cancel_futures=True)

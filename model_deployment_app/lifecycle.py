@@ -8,6 +8,7 @@ artifact costs one log line, not one per poll.
 
 import asyncio
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
@@ -15,7 +16,7 @@ from model_deployment_app import storage
 from model_deployment_app.config import ModelConfig
 from model_deployment_app.errors import StartupError
 from model_deployment_app.handler import DataPlane
-from model_deployment_app.predictor import load_model
+from model_deployment_app.predictor import LoadedModel, load_model
 from model_deployment_app.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -36,10 +37,13 @@ class ModelWatcher:
         plane: DataPlane,
         config: ModelConfig,
         settings: Settings,
+        load: Callable[[ModelConfig], LoadedModel] | None = None,
     ) -> None:
+        """`load`: how a version is loaded (default `load_model`; a pool measures it)."""
         self.plane = plane
         self.config = config
         self.settings = settings
+        self.load = load or (lambda config: load_model(config, settings))
         self.refused_token: str | None = None
         self._lock = asyncio.Lock()
 
@@ -78,7 +82,7 @@ class ModelWatcher:
             if not force and token in (current.source_token, self.refused_token):
                 return ReloadResult("unchanged", current.version)
             try:
-                candidate = await asyncio.to_thread(load_model, self.config, self.settings)
+                candidate = await asyncio.to_thread(self.load, self.config)
             except StartupError as error:
                 self.refused_token = token
                 metrics.model_reload_failures.inc()

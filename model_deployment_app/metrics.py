@@ -35,51 +35,67 @@ class Metrics:
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
         self.requests = Counter(
-            "mda_requests", "HTTP requests by route and status", ["route", "method", "status"],
-            registry=r,
+            "mda_requests", "HTTP and gRPC requests by model, route and status",
+            ["model", "route", "method", "status"], registry=r,
         )  # fmt: skip
         self.request_latency = Histogram(
-            "mda_request_duration_seconds", "HTTP request latency by route and status",
-            ["route", "method", "status"], buckets=_LATENCY_BUCKETS, registry=r,
+            "mda_request_duration_seconds", "Request latency by model, route and status",
+            ["model", "route", "method", "status"], buckets=_LATENCY_BUCKETS, registry=r,
         )  # fmt: skip
         self.inference_latency = Histogram(
-            "mda_inference_duration_seconds", "Time in the model call, per batch",
+            "mda_inference_duration_seconds", "Time in the model call, per batch", ["model"],
             buckets=_LATENCY_BUCKETS, registry=r,
         )  # fmt: skip
         self.batch_rows = Histogram(
-            "mda_batch_rows", "Rows per model call", buckets=_BATCH_BUCKETS, registry=r
+            "mda_batch_rows", "Rows per model call", ["model"], buckets=_BATCH_BUCKETS,
+            registry=r,
+        )  # fmt: skip
+        self.cache_hits = Counter(
+            "mda_cache_hits", "Rows answered from the cache", ["model"], registry=r
         )
-        self.cache_hits = Counter("mda_cache_hits", "Rows answered from the cache", registry=r)
-        self.cache_misses = Counter("mda_cache_misses", "Rows the model computed", registry=r)
+        self.cache_misses = Counter(
+            "mda_cache_misses", "Rows the model computed", ["model"], registry=r
+        )
         self.model_load_seconds = Gauge(
-            "mda_model_load_seconds", "Time to fetch and load the model", registry=r,
+            "mda_model_load_seconds", "Time to fetch and load the model", ["model"], registry=r,
             multiprocess_mode="max",
         )  # fmt: skip
         self.model_info = Gauge(
-            "mda_model_info", "1 for the model version being served", ["version", "track"],
-            registry=r,
-            multiprocess_mode="max",
+            "mda_model_info", "1 for the model version being served",
+            ["model", "version", "track"], registry=r, multiprocess_mode="max",
         )  # fmt: skip
         self.model_engine = Gauge(
             "mda_model_engine", "1 for the engine answering the served version (onnxruntime "
-            "once compiled, else the model family's own)", ["version", "engine"], registry=r,
-            multiprocess_mode="max",
+            "once compiled, else the model family's own)", ["model", "version", "engine"],
+            registry=r, multiprocess_mode="max",
         )  # fmt: skip
         self.model_reloads = Counter(
-            "mda_model_reloads", "New model versions swapped in", registry=r
+            "mda_model_reloads", "New model versions swapped in", ["model"], registry=r
         )
         self.model_reload_failures = Counter(
             "mda_model_reload_failures", "New model versions refused (the old one kept serving)",
-            registry=r,
+            ["model"], registry=r,
         )  # fmt: skip
         self.model_ready = Gauge(
-            "mda_model_ready", "1 once the model is loaded", registry=r,
+            "mda_model_ready", "1 while the model is loaded", ["model"], registry=r,
             multiprocess_mode="max",
         )  # fmt: skip
+        self.model_memory = Gauge(
+            "mda_model_memory_bytes", "Memory the loaded model holds (its objects and compiled "
+            "engine; 0 when unloaded)", ["model"], registry=r, multiprocess_mode="livesum",
+        )  # fmt: skip
+        self.model_loads = Counter(
+            "mda_model_loads", "Times a pool loaded the model (at start or on demand)", ["model"],
+            registry=r,
+        )  # fmt: skip
+        self.model_evictions = Counter(
+            "mda_model_evictions", "Times a pool unloaded the model to stay within its memory "
+            "budget", ["model"], registry=r,
+        )  # fmt: skip
 
-    def observe_batch(self, rows: int, seconds: float) -> None:
-        self.batch_rows.observe(rows)
-        self.inference_latency.observe(seconds)
+    def of(self, model: str) -> "ModelMetrics":
+        """The series of one model, its label bound once."""
+        return ModelMetrics(self, model)
 
     def render(self) -> bytes:
         if _multiprocess():
@@ -87,3 +103,34 @@ class Metrics:
             multiprocess.MultiProcessCollector(registry)
             return generate_latest(registry)
         return generate_latest(self.registry)
+
+
+class ModelMetrics:
+    """One model's series (`labels()` is not free: each child is looked up here, once)."""
+
+    def __init__(self, metrics: Metrics, model: str) -> None:
+        self.model = model
+        self._metrics = metrics
+        self.cache_hits = metrics.cache_hits.labels(model)
+        self.cache_misses = metrics.cache_misses.labels(model)
+        self.model_load_seconds = metrics.model_load_seconds.labels(model)
+        self.model_ready = metrics.model_ready.labels(model)
+        self.model_reloads = metrics.model_reloads.labels(model)
+        self.model_reload_failures = metrics.model_reload_failures.labels(model)
+        self.model_memory = metrics.model_memory.labels(model)
+        self.model_loads = metrics.model_loads.labels(model)
+        self.model_evictions = metrics.model_evictions.labels(model)
+        self._batch_rows = metrics.batch_rows.labels(model)
+        self._inference_latency = metrics.inference_latency.labels(model)
+
+    def observe_batch(self, rows: int, seconds: float) -> None:
+        self._batch_rows.observe(rows)
+        self._inference_latency.observe(seconds)
+
+    def serving(self, version: str, track: str, value: int) -> None:
+        """`mda_model_info` of one version: 1 while it serves."""
+        self._metrics.model_info.labels(self.model, version, track).set(value)
+
+    def engine(self, version: str, engine: str, value: int) -> None:
+        """`mda_model_engine`: 1 for the engine answering `version`."""
+        self._metrics.model_engine.labels(self.model, version, engine).set(value)

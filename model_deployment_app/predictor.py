@@ -47,6 +47,7 @@ class LoadedModel:
     source_token: str = ""  # what the source said its version was when this was fetched
     engine: Engine | None = None  # a compiled engine, once verified (see `compiling`)
     compiler: Callable[[Callable[["LoadedModel"], None]], None] | None = None
+    memory_bytes: int = 0  # what loading it added to the process (measured by a pool)
     _prefixes: dict[str, bytes] = field(default_factory=dict, repr=False)
 
     def cache_prefix(self, output: str) -> bytes:

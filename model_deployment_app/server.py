@@ -17,7 +17,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from model_deployment_app.config import LocalSource, ModelConfig, load_config
+from model_deployment_app.config import LocalSource, ModelConfig, PoolConfig, load_config
 from model_deployment_app.errors import StartupError
 from model_deployment_app.settings import Settings
 from model_deployment_app.storage import check_local
@@ -72,7 +72,7 @@ def _uvicorn_config(app: Any, settings: Settings) -> Any:
     )
 
 
-def _serve_one(settings: Settings, config: ModelConfig) -> None:
+def _serve_one(settings: Settings, config: ModelConfig | PoolConfig) -> None:
     import uvicorn
 
     from model_deployment_app.api import create_app
@@ -85,14 +85,19 @@ def _serve_one(settings: Settings, config: ModelConfig) -> None:
         server.should_exit = True
 
     def load_and_freeze() -> LoadedModel:
-        model = load_model(config, settings)
+        model = load_model(config, settings)  # type: ignore[arg-type]
         _freeze_heap()
         return model
 
-    app = create_app(
-        settings, loader=load_and_freeze, on_load_failure=stop_on_failure, grpc=True,
-        source=config,
-    )  # fmt: skip
+    if isinstance(config, PoolConfig):
+        app = create_app(
+            settings, pool=_pool(settings, config), on_load_failure=stop_on_failure, grpc=True
+        )
+    else:
+        app = create_app(
+            settings, loader=load_and_freeze, on_load_failure=stop_on_failure, grpc=True,
+            source=config,
+        )  # fmt: skip
     server = uvicorn.Server(_uvicorn_config(app, settings))
     server.run()
     if failures:
@@ -129,7 +134,13 @@ def _check_grpc_port(settings: Settings) -> None:
         _bound(server.host, server.grpc_port, " for gRPC", " (MDA_GRPC_PORT)").close()
 
 
-def _serve_prefork(settings: Settings, config: ModelConfig) -> None:
+def _pool(settings: Settings, config: PoolConfig) -> Any:
+    from model_deployment_app.pool import ModelPool
+
+    return ModelPool(config.models, settings)
+
+
+def _serve_prefork(settings: Settings, config: ModelConfig | PoolConfig) -> None:
     # prometheus-client picks its multiprocess storage when first imported: set it up first.
     if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="mda-metrics-")
@@ -139,10 +150,17 @@ def _serve_prefork(settings: Settings, config: ModelConfig) -> None:
     from model_deployment_app.api import create_app
     from model_deployment_app.predictor import load_model
 
-    model = load_model(config, settings)
-    # Everything the workers need is built here, once: the app and uvicorn's loaded config
-    # (which imports the event loop and HTTP protocol modules) are shared copy-on-write.
-    app = create_app(settings, model=model, grpc=True, source=config)
+    pool = None
+    if isinstance(config, PoolConfig):
+        pool = _pool(settings, config)
+        pool.start()
+        app = create_app(settings, pool=pool, grpc=True)
+    else:
+        model = load_model(config, settings)
+        # Everything the workers need is built here, once: the app and uvicorn's loaded
+        # config (which imports the event loop and HTTP protocol modules) are shared
+        # copy-on-write.
+        app = create_app(settings, model=model, grpc=True, source=config)
     server_config = _uvicorn_config(app, settings)
     server_config.load()
     sock = _listen(settings)
@@ -164,7 +182,10 @@ def _serve_prefork(settings: Settings, config: ModelConfig) -> None:
         return pid
 
     workers = {start_worker() for _ in range(settings.server.workers)}
-    log.info("serving %s on %s:%d with %d workers", config.name, settings.server.host,
+    if pool is not None:
+        pool.release()  # the workers hold the models now: what they let go is freed
+    what = f"a pool of {len(pool.planes)} models" if pool is not None else config.name  # type: ignore[union-attr]
+    log.info("serving %s on %s:%d with %d workers", what, settings.server.host,
              settings.server.port, len(workers))  # fmt: skip
     stopping = False
 
@@ -224,7 +245,8 @@ def serve() -> None:
         stream=sys.stderr,
     )
     config = load_config(settings.server.config_path)
-    if isinstance(config.model, LocalSource):
+    # (A pool's missing file makes that model unavailable, not the pool.)
+    if isinstance(config, ModelConfig) and isinstance(config.model, LocalSource):
         check_local(config.model, folder=config.is_folder)
     _check_grpc_port(settings)
     if settings.server.workers == 1:

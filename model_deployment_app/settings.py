@@ -97,6 +97,29 @@ class CompileSettings(_Env):
     """A conversion and verification that takes longer leaves the model on scikit-learn."""
 
 
+class PoolSettings(_Env):
+    """A model pool (a config of `models:`; docs: guides/pools.md)."""
+
+    memory_budget: int | None = None
+    """Memory the pool's loaded models may hold together, in bytes or with Ki, Mi, Gi
+    (e.g. 1536Mi); past it the least recently used is unloaded. Default: half the container's
+    memory limit (the rest is the server, its cache and its requests); no limit without one."""
+
+    @field_validator("memory_budget", mode="before")
+    @classmethod
+    def _a_size(cls, value: object) -> object:
+        if isinstance(value, str):
+            from model_deployment_app.memory import parse_bytes
+
+            if not value.strip():
+                return None
+            size = parse_bytes(value)
+            if size <= 0:
+                raise ValueError("a budget must be more than 0 bytes")
+            return size
+        return value
+
+
 class TextModelSettings(_Env):
     """How a transformers text model runs (`modelType: transformers`)."""
 
@@ -159,6 +182,7 @@ class Settings:
         text: TextModelSettings | None = None,
         access: AccessSettings | None = None,
         compiling: CompileSettings | None = None,
+        pool: PoolSettings | None = None,
     ) -> None:
         self.server = server or ServerSettings()
         self.cache = cache or CacheSettings()
@@ -166,3 +190,4 @@ class Settings:
         self.text = text or TextModelSettings()
         self.access = access or AccessSettings()
         self.compiling = compiling or CompileSettings()
+        self.pool = pool or PoolSettings()

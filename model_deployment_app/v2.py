@@ -21,9 +21,10 @@ def server_metadata() -> dict[str, Any]:
     return {"name": "model_deployment_app", "version": __version__, "extensions": EXTENSIONS}
 
 
-def model_for(plane: DataPlane, name: str, version: str | None = None) -> LoadedModel:
-    """The served model, if `name` (and `version`, when given) are its own; else 404."""
-    model = plane.require_model()
+async def model_for(plane: DataPlane, name: str, version: str | None = None) -> LoadedModel:
+    """The served model, if `name` (and `version`, when given) are its own; else 404. In a
+    pool, a model not loaded now is loaded first."""
+    model = await plane.acquire()
     if name != model.name:
         raise ModelNotFound(f"model {name!r} not found; this server serves {model.name!r}")
     if version and version != model.version:

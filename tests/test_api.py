@@ -145,8 +145,8 @@ def test_health_metrics_and_docs(client: TestClient) -> None:
     assert client.get("/v2/models/iris/ready").status_code == 200
     client.post("/predict", json=[[1, 2, 3, 4]])
     metrics = client.get("/metrics").text
-    assert 'mda_requests_total{method="POST",route="/predict",status="200"} 1.0' in metrics
-    assert "mda_batch_rows_bucket" in metrics and "mda_model_ready 1.0" in metrics
+    assert 'mda_requests_total{method="POST",model="iris",route="/predict",status="200"} 1.0' in metrics
+    assert "mda_batch_rows_bucket" in metrics and 'mda_model_ready{model="iris"} 1.0' in metrics
     assert client.get("/docs").status_code == 200
     assert "/v2/models/{name}/infer" in client.get("/openapi.json").json()["paths"]
 
@@ -270,8 +270,8 @@ def test_cached_answers_equal_computed_ones_and_are_counted(
         metrics = client.get("/metrics").text
     assert b["predictions"][0] == a["predictions"][0]
     np.testing.assert_allclose(b["predictions"], iris_pipeline.predict_proba(second), atol=1e-9)
-    assert "mda_cache_hits_total 1.0" in metrics
-    assert "mda_cache_misses_total 2.0" in metrics
+    assert 'mda_cache_hits_total{model="iris"} 1.0' in metrics
+    assert 'mda_cache_misses_total{model="iris"} 2.0' in metrics
 
 
 def test_behind_a_prefix_stripping_proxy_docs_point_at_the_prefixed_schema(
@@ -306,7 +306,7 @@ def test_a_client_that_disconnects_mid_body_is_counted_and_not_answered(
              "query_string": b"", "root_path": ""}  # fmt: skip
     asyncio.run(app(scope, receive, send))
     assert sent == []
-    metrics = app.state.plane.metrics.render().decode()
+    metrics = app.state.metrics.render().decode()
     assert 'route="/predict",status="499"} 1.0' in metrics
 
 

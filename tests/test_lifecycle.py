@@ -88,14 +88,14 @@ def test_a_changed_file_is_swapped_in_and_a_bad_one_refused(
     reply = httpx.post(f"{server.url}/predict", json=X.tolist())
     assert reply.headers["model-version"] == new
     np.testing.assert_allclose(reply.json()["predictions"], second.predict_proba(X), atol=1e-9)
-    assert metric(server, "mda_model_reloads_total") == 1
-    assert metric(server, f'mda_model_info{{track="stable",version="{new}"}}') == 1
-    assert metric(server, f'mda_model_info{{track="stable",version="{old}"}}') == 0
+    assert metric(server, 'mda_model_reloads_total{model="iris"}') == 1
+    assert metric(server, f'mda_model_info{{model="iris",track="stable",version="{new}"}}') == 1
+    assert metric(server, f'mda_model_info{{model="iris",track="stable",version="{old}"}}') == 0
 
     wrong_width = LogisticRegression().fit(X[:, :3], load_iris().target[::10])
     replace(artifact, wrong_width)
     deadline = time.monotonic() + 20
-    while metric(server, "mda_model_reload_failures_total") < 1:
+    while metric(server, 'mda_model_reload_failures_total{model="iris"}') < 1:
         assert time.monotonic() < deadline, "the bad version was never checked"
         time.sleep(0.2)
     time.sleep(2.5)  # two more polls: the refused version is not tried (nor logged) again
@@ -105,7 +105,7 @@ def test_a_changed_file_is_swapped_in_and_a_bad_one_refused(
         httpx.post(f"{server.url}/predict", json=X.tolist()).json()["predictions"],
         second.predict_proba(X), atol=1e-9,
     )  # fmt: skip
-    assert metric(server, "mda_model_reload_failures_total") == 1
+    assert metric(server, 'mda_model_reload_failures_total{model="iris"}') == 1
     server.process.terminate()
     server.process.wait(timeout=15)
     log = server.output()

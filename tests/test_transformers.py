@@ -123,7 +123,7 @@ def test_answers_are_cached_per_text(sentiment: Path, tmp_path: Path, start_serv
     second = httpx.post(f"{server.url}/predict", json=body).json()
     assert first == second
     metrics = httpx.get(f"{server.url}/metrics").text
-    assert "mda_cache_hits_total 2.0" in metrics
+    assert 'mda_cache_hits_total{model="sentiment"} 2.0' in metrics
 
 
 @pytest.mark.parametrize("client", ["triton-http", "triton-grpc"])

@@ -25,7 +25,9 @@ from model_deployment_app.errors import StartupError
 from model_deployment_app.handler import DataPlane
 from model_deployment_app.lifecycle import ModelWatcher
 from model_deployment_app.metrics import Metrics
+from model_deployment_app.pool import ModelPool
 from model_deployment_app.predictor import LoadedModel
+from model_deployment_app.repository import Repository
 from model_deployment_app.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -52,34 +54,61 @@ def create_app(
     on_load_failure: LoadFailureHook | None = None,
     grpc: bool = False,
     source: ModelConfig | None = None,
+    pool: ModelPool | None = None,
 ) -> FastAPI:
     """Serve `model`, or the one `loader` returns (loaded in the background at start-up:
-    until it is in, readiness and predictions answer 503). `grpc`: also serve V2 over gRPC
-    on `MDA_GRPC_PORT` while the app runs (`mda serve` asks for it). `source`: the model's
-    configuration, to reload it from (on request, and every `refreshSeconds` if set)."""
+    until it is in, readiness and predictions answer 503), or a `pool`'s models (started in
+    the background unless already). `grpc`: also serve V2 over gRPC on `MDA_GRPC_PORT` while
+    the app runs (`mda serve` asks for it). `source`: the model's configuration, to reload it
+    from (on request, and every `refreshSeconds` if set)."""
     settings = settings or Settings()
-    metrics = Metrics()
-    plane = DataPlane(settings, metrics, build_cache(settings.cache, settings.server.workers))
+    if pool is not None:
+        metrics, cache = pool.metrics, pool.cache
+        watchers = {
+            name: ModelWatcher(plane, pool.configs[name], settings, pool.measured_load)
+            for name, plane in pool.planes.items()
+        }
+        repository = Repository(pool.planes, pool.configs, watchers, pool)
+    else:
+        metrics = Metrics()
+        cache = build_cache(settings.cache, settings.server.workers)
+        name = source.name if source is not None else model.name if model is not None else "model"
+        plane = DataPlane(settings, metrics, cache, name)
+        if model is not None:
+            plane.set_model(model)
+        watchers = {name: ModelWatcher(plane, source, settings)} if source is not None else {}
+        repository = Repository(
+            {name: plane}, {name: source} if source is not None else {}, watchers
+        )
     recorder = RequestRecorder(metrics)
     access = Access(settings.access, settings.cache.redis_url)
-    watcher = ModelWatcher(plane, source, settings) if source is not None else None
-    if model is not None:
-        plane.set_model(model)
+
+    def failed(raised: Exception, what: str) -> StartupError:
+        if isinstance(raised, StartupError):
+            return raised
+        return StartupError(f"cannot load {what}: {type(raised).__name__}: {raised}")
 
     async def load_in_background(load: ModelLoader) -> None:
+        assert repository.only is not None
         try:
-            plane.set_model(await asyncio.to_thread(load))
+            repository.only.set_model(await asyncio.to_thread(load))
         except Exception as raised:  # whatever it is, it ends in one line, never silently
-            error = (
-                raised
-                if isinstance(raised, StartupError)
-                else StartupError(f"cannot load the model: {type(raised).__name__}: {raised}")
-            )
-            plane.load_error = f"the model cannot be served: {error}"
+            error = failed(raised, "the model")
+            repository.only.load_error = f"the model cannot be served: {error}"
             if on_load_failure is not None:
                 on_load_failure(error)
             else:
-                log.error("%s", plane.load_error)
+                log.error("%s", repository.only.load_error)
+
+    async def start_pool(pool: ModelPool) -> None:
+        try:
+            await asyncio.to_thread(pool.start)
+        except Exception as raised:
+            error = failed(raised, "the pool")
+            if on_load_failure is not None:
+                on_load_failure(error)
+            else:
+                log.error("the pool cannot start: %s", error)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -89,15 +118,19 @@ def create_app(
 
             server = settings.server
             grpc_server = await start_grpc_server(
-                plane, recorder, server.host, server.grpc_port, shared_port=server.workers > 1,
-                access=access,
+                repository, recorder, server.host, server.grpc_port,
+                shared_port=server.workers > 1, access=access,
             )  # fmt: skip
-        plane.start_serving()
+        for plane in repository.planes.values():
+            plane.start_serving()
         tasks = []
-        if plane.model is None and loader is not None:
+        if pool is not None and not pool.started:
+            tasks.append(asyncio.create_task(start_pool(pool)))
+        elif repository.only is not None and repository.only.model is None and loader:
             tasks.append(asyncio.create_task(load_in_background(loader)))
-        if watcher is not None and watcher.refresh_seconds:
-            tasks.append(asyncio.create_task(watcher.run(), name="mda-model-watcher"))
+        for watcher in watchers.values():
+            if watcher.refresh_seconds:
+                tasks.append(asyncio.create_task(watcher.run(), name="mda-model-watcher"))
         try:
             yield
         finally:
@@ -105,7 +138,10 @@ def create_app(
                 task.cancel()
             if grpc_server is not None:
                 await grpc_server.stop(grace=5)
-            await plane.close()
+            for plane in repository.planes.values():
+                await plane.stop()
+            if cache is not None:
+                await cache.close()
 
     app = ModelServer(
         title="model_deployment_app",
@@ -118,17 +154,20 @@ def create_app(
         docs_url=None,  # served by install_docs, without a CDN
         redoc_url=None,
     )
-    app.state.plane = plane
+    app.state.repository = repository
+    app.state.metrics = metrics
+    if repository.only is not None:
+        app.state.plane = repository.only
     install_error_handlers(app)
     install_docs(app)
-    predict, infer = predict_endpoint(plane), infer_endpoint(plane)
-    routers = [rest_router(predict), v2_router(plane, infer), repository_router(plane, watcher)]
+    predict, infer = predict_endpoint(repository), infer_endpoint(repository)
+    routers = [rest_router(predict), v2_router(repository, infer), repository_router(repository)]
     for router in routers:
         app.include_router(router)
     if settings.server.playground:
         from model_deployment_app.api.playground import playground_router
 
-        app.include_router(playground_router(plane, source))
+        app.include_router(playground_router(repository))
     hot_routes = [
         (route, route.endpoint)  # type: ignore[attr-defined]
         for router in routers
@@ -151,5 +190,7 @@ def create_app(
         recorder,
         root_path=settings.server.root_path,
         access=access,
+        models=repository.prefixes,
+        model=repository.only.name if repository.only is not None else "",
     )
     return app

@@ -18,7 +18,7 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from model_deployment_app.access import TWO_TOKENS, Access, Kind, route_kind
-from model_deployment_app.api.middleware import RequestRecorder
+from model_deployment_app.api.middleware import MODEL_KEY, RequestRecorder
 from model_deployment_app.errors import NotReady, ServingError
 
 SHUTTING_DOWN = NotReady("the server is shutting down: retry, another replica will answer")
@@ -36,11 +36,18 @@ class FastPath:
         recorder: RequestRecorder,
         root_path: str = "",
         access: Access | None = None,
+        models: frozenset[str] = frozenset(),
+        model: str = "",
     ) -> None:
         """`routes`: (FastAPI route, endpoint) pairs, all POST. `root_path`: the prefix the
         server also answers under (`MDA_ROOT_PATH`), e.g. `/iris-classifier`. `access`: who
-        may call (tokens, rate limits), asked before any route is served."""
+        may call (tokens, rate limits), asked before any route is served. `models`: a pool's
+        model names, each a prefix its model's routes answer under (`/<name>/predict`), noted
+        in the scope for the routes (`MODEL_KEY`). `model`: a one-model server's model, the
+        label of its requests' metrics."""
         self.app = app
+        self.models = models
+        self.model = model
         self.access = access
         self.guarded = access is not None and access.guards  # every route asks, not only admin
         self.waits = access is not None and access.waits
@@ -79,6 +86,12 @@ class FastPath:
                 path = path[len(self.root) :] or "/"
             else:
                 scope["root_path"] = ""
+        if self.models:
+            name, slash, rest = path[1:].partition("/")
+            if name in self.models:
+                scope["root_path"] = scope.get("root_path", "") + "/" + name
+                scope[MODEL_KEY] = name
+                path = slash + rest or "/"
         matched = self._match(path) if scope["method"] == "POST" else None
         access = self.access
         if access is not None and (self.guarded or matched is None):
@@ -111,14 +124,16 @@ class FastPath:
         route, endpoint, params = matched
         scope["route"] = route
         scope["path_params"] = params
+        named = params.get("name", "")  # a label only when it is one of the pool's own
+        model = scope.get(MODEL_KEY) or self.model or (named if named in self.models else "")
         try:
             response = await endpoint(Request(scope, receive))
         except ClientDisconnect:  # nobody left to answer: count it as nginx does
-            self.recorder.record(route.path, "POST", 499, started)
+            self.recorder.record(route.path, "POST", 499, started, model)
             return
         except asyncio.CancelledError:  # the drain's deadline: say so, then stop
             response = self.error_response(SHUTTING_DOWN)
-            self.recorder.record(route.path, "POST", response.status_code, started)
+            self.recorder.record(route.path, "POST", response.status_code, started, model)
             with contextlib.suppress(Exception):
                 await response(scope, receive, send)
             raise
@@ -127,7 +142,7 @@ class FastPath:
         try:
             await response(scope, receive, send)
         finally:
-            self.recorder.record(route.path, "POST", response.status_code, started)
+            self.recorder.record(route.path, "POST", response.status_code, started, model)
 
     async def _refuse(
         self, refused: ServingError, route: str, scope: Scope, receive: Receive, send: Send

@@ -18,7 +18,7 @@ from model_deployment_app.codecs.v2 import datatype_of, read_tensors
 from model_deployment_app.errors import MalformedRequest, NotReady, ServingError, StartupError
 from model_deployment_app.grpc_v2 import grpc_predict_v2_pb2 as pb
 from model_deployment_app.grpc_v2 import grpc_predict_v2_pb2_grpc as pb_grpc
-from model_deployment_app.handler import DataPlane
+from model_deployment_app.repository import Repository
 
 log = logging.getLogger(__name__)
 
@@ -96,9 +96,10 @@ def _peer_address(peer: str) -> str:
 
 class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
     def __init__(
-        self, plane: DataPlane, recorder: RequestRecorder, access: Access | None = None
+        self, repository: Repository, recorder: RequestRecorder, access: Access | None = None
     ) -> None:
-        self.plane = plane
+        self.repository = repository
+        self.max_rows = repository.settings.server.max_rows
         self.recorder = recorder
         self.access = access if access is not None and access.guards else None
 
@@ -115,7 +116,11 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
         )  # fmt: skip
 
     async def _answer(
-        self, method: str, context: grpc.aio.ServicerContext, work: Callable[[], Awaitable[Any]]
+        self,
+        method: str,
+        context: grpc.aio.ServicerContext,
+        work: Callable[[], Awaitable[Any]],
+        model: str = "",
     ) -> Any:
         """Run `work`; a refusal becomes the gRPC status of its HTTP code, same message."""
         started = time.perf_counter()
@@ -133,14 +138,14 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
             log.exception("gRPC %s failed", method)
             code, message = grpc.StatusCode.INTERNAL, "internal server error"
         finally:
-            self.recorder.record(f"/{SERVICE}/{method}", "GRPC", status, started)
+            self.recorder.record(f"/{SERVICE}/{method}", "GRPC", status, started, model)
         await context.abort(code, message)
 
     async def ServerLive(self, request: Any, context: Any) -> pb.ServerLiveResponse:
         return pb.ServerLiveResponse(live=True)
 
     async def ServerReady(self, request: Any, context: Any) -> pb.ServerReadyResponse:
-        return pb.ServerReadyResponse(ready=self.plane.ready)
+        return pb.ServerReadyResponse(ready=self.repository.ready)
 
     async def ServerMetadata(self, request: Any, context: Any) -> pb.ServerMetadataResponse:
         async def work() -> pb.ServerMetadataResponse:
@@ -150,8 +155,11 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
 
     async def ModelReady(self, request: Any, context: Any) -> pb.ModelReadyResponse:
         async def work() -> pb.ModelReadyResponse:
+            plane = self.repository.named(request.name)
+            if plane.model is None and plane.loadable and not request.version:
+                return pb.ModelReadyResponse(ready=True)  # a pool's: loaded when asked for
             try:
-                v2.model_for(self.plane, request.name, request.version)
+                await v2.model_for(plane, request.name, request.version)
             except NotReady:
                 return pb.ModelReadyResponse(ready=False)
             return pb.ModelReadyResponse(ready=True)
@@ -160,7 +168,8 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
 
     async def ModelMetadata(self, request: Any, context: Any) -> pb.ModelMetadataResponse:
         async def work() -> pb.ModelMetadataResponse:
-            meta = v2.metadata(v2.model_for(self.plane, request.name, request.version))
+            plane = self.repository.named(request.name)
+            meta = v2.metadata(await v2.model_for(plane, request.name, request.version))
             meta.pop("parameters")  # the gRPC message has no parameters
             return pb.ModelMetadataResponse(**meta)
 
@@ -168,19 +177,21 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
 
     async def ModelInfer(self, request: Any, context: Any) -> pb.ModelInferResponse:
         async def work() -> pb.ModelInferResponse:
-            model = v2.model_for(self.plane, request.model_name, request.model_version)
-            tensors = read_tensors(
-                {"inputs": _inputs(request)}, self.plane.settings.server.max_rows
-            )
+            plane = self.repository.named(request.model_name)
+            model = await v2.model_for(plane, request.model_name, request.model_version)
+            tensors = read_tensors({"inputs": _inputs(request)}, self.max_rows)
             names = v2.requested_outputs([o.name for o in request.outputs], model)
-            results = await v2.infer(self.plane, model, tensors, names)
+            results = await v2.infer(plane, model, tensors, names)
             return _infer_response(model, request.id, results)
 
-        return await self._answer("ModelInfer", context, work)
+        name = request.model_name  # a label only when it is one the server serves
+        return await self._answer(
+            "ModelInfer", context, work, name if name in self.repository.planes else ""
+        )
 
 
 async def start_grpc_server(
-    plane: DataPlane,
+    repository: Repository,
     recorder: RequestRecorder,
     host: str,
     port: int,
@@ -188,7 +199,7 @@ async def start_grpc_server(
     access: Access | None = None,
 ) -> grpc.aio.Server:
     """Serve V2 over gRPC on host:port; `shared_port` lets every pre-forked worker bind it."""
-    limit = plane.settings.server.max_body_bytes
+    limit = repository.settings.server.max_body_bytes
     server = grpc.aio.server(
         options=[
             ("grpc.max_receive_message_length", limit),
@@ -197,7 +208,7 @@ async def start_grpc_server(
         ]
     )
     pb_grpc.add_GRPCInferenceServiceServicer_to_server(
-        InferenceServicer(plane, recorder, access), server
+        InferenceServicer(repository, recorder, access), server
     )
     address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
     try:

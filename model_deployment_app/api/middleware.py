@@ -7,19 +7,23 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from model_deployment_app.metrics import Metrics
 
+MODEL_KEY = "mda.model"
+"""The ASGI scope key naming the model a request is for, once its route has said."""
+
 
 class RequestRecorder:
-    """Counts a request and its latency under (route template, method, status)."""
+    """Counts a request and its latency under (model, route template, method, status); the
+    model is "" for a request no model answers (the server's health, its metrics)."""
 
     def __init__(self, metrics: Metrics) -> None:
         self.metrics = metrics
-        self._series: dict[tuple[str, str, int], tuple[Any, Any]] = {}
+        self._series: dict[tuple[str, str, str, int], tuple[Any, Any]] = {}
 
-    def record(self, route: str, method: str, status: int, started: float) -> None:
-        key = (route, method, status)
+    def record(self, route: str, method: str, status: int, started: float, model: str = "") -> None:
+        key = (model, route, method, status)
         series = self._series.get(key)
         if series is None:  # labels() is not free: look the children up once per label set
-            labels = (route, method, str(status))
+            labels = (model, route, method, str(status))
             series = (
                 self.metrics.requests.labels(*labels),
                 self.metrics.request_latency.labels(*labels),
@@ -83,4 +87,4 @@ class MetricsMiddleware:
             if path is None:
                 asked = scope["path"][len(scope.get("root_path", "")) :] or "/"
                 path = asked if asked in self.static_paths else "unmatched"
-            self.recorder.record(path, scope["method"], status, started)
+            self.recorder.record(path, scope["method"], status, started, scope.get(MODEL_KEY, ""))

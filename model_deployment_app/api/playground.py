@@ -7,12 +7,13 @@ from functools import cache
 from importlib.resources import files
 from typing import Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from starlette.responses import Response
 
 from model_deployment_app.api.body import json_response
 from model_deployment_app.config import ModelConfig
 from model_deployment_app.handler import DataPlane
+from model_deployment_app.repository import Repository
 
 
 @cache
@@ -20,9 +21,9 @@ def page() -> bytes:
     return files("model_deployment_app.playground").joinpath("index.html").read_bytes()
 
 
-def model_facts(plane: DataPlane, config: ModelConfig | None) -> dict[str, Any]:
+async def model_facts(plane: DataPlane, config: ModelConfig | None) -> dict[str, Any]:
     """What the page draws its form from."""
-    model = plane.require_model()
+    model = await plane.acquire()
     schema = model.schema
     return {
         "name": model.name,
@@ -36,7 +37,7 @@ def model_facts(plane: DataPlane, config: ModelConfig | None) -> dict[str, Any]:
     }
 
 
-def playground_router(plane: DataPlane, config: ModelConfig | None) -> APIRouter:
+def playground_router(repository: Repository) -> APIRouter:
     router = APIRouter(include_in_schema=False)
 
     @router.get("/")
@@ -55,7 +56,8 @@ def playground_router(plane: DataPlane, config: ModelConfig | None) -> APIRouter
         )
 
     @router.get("/playground/model")
-    async def facts() -> Response:
-        return json_response(model_facts(plane, config))
+    async def facts(request: Request) -> Response:
+        plane = repository.for_scope(request.scope)
+        return json_response(await model_facts(plane, repository.configs.get(plane.name)))
 
     return router

@@ -20,8 +20,8 @@ from model_deployment_app.api.errors import documented_errors
 from model_deployment_app.api.fastpath import Endpoint
 from model_deployment_app.codecs.rest import decode_predict
 from model_deployment_app.errors import InvalidInput
-from model_deployment_app.handler import DataPlane
 from model_deployment_app.inputs import ModelInput
+from model_deployment_app.repository import Repository
 from model_deployment_app.schema import InputSchema
 
 _ROWS = {"type": "array", "items": {"type": "array"}, "minItems": 1}
@@ -93,13 +93,14 @@ def _decode(body: bytes, schema: InputSchema, max_rows: int) -> ModelInput:
         return decode_predict(parse_json_exactly(body), schema, max_rows)
 
 
-def predict_endpoint(plane: DataPlane) -> Endpoint:
-    limits = plane.settings.server
+def predict_endpoint(repository: Repository) -> Endpoint:
+    limits = repository.settings.server
     track = (b"model-track", limits.track.encode())
 
     async def predict(request: Request) -> Response:
         """Classification: a probability row per instance and the classes; regression: values."""
-        model = plane.require_model()
+        plane = repository.for_scope(request.scope)
+        model = await plane.acquire()
         body = await read_body(request, limits.max_body_bytes)
         if len(body) < OFF_LOOP_BYTES:  # the usual case, decoded here and now
             rows = _decode(body, model.schema, limits.max_rows)

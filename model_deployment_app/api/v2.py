@@ -19,10 +19,11 @@ from model_deployment_app.api.body import (
 )
 from model_deployment_app.api.errors import documented_errors
 from model_deployment_app.api.fastpath import Endpoint
+from model_deployment_app.api.middleware import MODEL_KEY
 from model_deployment_app.codecs import v2_binary
 from model_deployment_app.codecs.v2 import Tensor, datatype_of, read_tensors
-from model_deployment_app.errors import InvalidInput
-from model_deployment_app.handler import DataPlane
+from model_deployment_app.errors import InvalidInput, NotReady
+from model_deployment_app.repository import Repository
 
 _INFER_BODY: dict[str, Any] = {
     "required": True,
@@ -92,7 +93,7 @@ def _read_json_request(body: bytes, max_rows: int) -> tuple[Any, list[Tensor]]:
     return payload, read_tensors(payload, max_rows)
 
 
-def v2_router(plane: DataPlane, infer: Endpoint) -> APIRouter:
+def v2_router(repository: Repository, infer: Endpoint) -> APIRouter:
     router = APIRouter(prefix="/v2", tags=["v2"])
 
     @router.get("/health/live")
@@ -100,30 +101,45 @@ def v2_router(plane: DataPlane, infer: Endpoint) -> APIRouter:
         return json_response({"live": True})
 
     @router.get("/health/ready", responses=documented_errors(503))
-    async def ready() -> Response:
-        plane.require_model()
+    async def ready(request: Request) -> Response:
+        """The server's readiness; under a pool's `/<name>`, that model's (loaded, or loaded
+        on its next request)."""
+        if MODEL_KEY in request.scope:
+            plane = repository.for_scope(request.scope)
+            if not plane.loadable:
+                plane.require_model()
+        elif not repository.ready:
+            if repository.only is not None:
+                repository.only.require_model()
+            raise NotReady("the pool is still loading its models; try again shortly")
         return json_response({"ready": True})
 
     @router.get("")
     async def server_metadata() -> Response:
         return json_response(v2.server_metadata())
 
+    async def model_of(request: Request, name: str, version: str | None = None) -> Any:
+        return await v2.model_for(repository.for_v2(request.scope, name), name, version)
+
     @router.get("/models/{name}", responses=documented_errors(401, 404, 429, 503))
-    async def model_metadata(name: str) -> Response:
-        return json_response(v2.metadata(v2.model_for(plane, name)))
+    async def model_metadata(request: Request, name: str) -> Response:
+        return json_response(v2.metadata(await model_of(request, name)))
 
     @router.get("/models/{name}/versions/{version}", responses=documented_errors(404, 503))
-    async def version_metadata(name: str, version: str) -> Response:
-        return json_response(v2.metadata(v2.model_for(plane, name, version)))
+    async def version_metadata(request: Request, name: str, version: str) -> Response:
+        return json_response(v2.metadata(await model_of(request, name, version)))
 
     @router.get("/models/{name}/ready", responses=documented_errors(404, 503))
-    async def model_ready(name: str) -> Response:
-        v2.model_for(plane, name)
+    async def model_ready(request: Request, name: str) -> Response:
+        plane = repository.for_v2(request.scope, name)
+        if plane.model is None and plane.loadable:  # a pool's: loaded when asked for
+            return json_response({"name": name, "ready": True})
+        await v2.model_for(plane, name)
         return json_response({"name": name, "ready": True})
 
     @router.get("/models/{name}/versions/{version}/ready", responses=documented_errors(404, 503))
-    async def version_ready(name: str, version: str) -> Response:
-        v2.model_for(plane, name, version)
+    async def version_ready(request: Request, name: str, version: str) -> Response:
+        await model_of(request, name, version)
         return json_response({"name": name, "ready": True})
 
     for path, parameters in (
@@ -140,14 +156,16 @@ def v2_router(plane: DataPlane, infer: Endpoint) -> APIRouter:
     return router
 
 
-def infer_endpoint(plane: DataPlane) -> Endpoint:
-    limits = plane.settings.server
+def infer_endpoint(repository: Repository) -> Endpoint:
+    limits = repository.settings.server
 
     async def infer(request: Request) -> Response:
         """Open Inference Protocol inference: one tensor [rows, inputSize], or one per column;
         JSON or the binary tensor data extension."""
         params = request.path_params
-        model = v2.model_for(plane, params["name"], params.get("version"))
+        name = params["name"]
+        plane = repository.for_v2(request.scope, name)
+        model = await v2.model_for(plane, name, params.get("version"))
         body = await read_body(request, limits.max_body_bytes)
         header_length = header(request, v2_binary.HEADER_LENGTH)
         if header_length is None:
