@@ -80,7 +80,7 @@ class ModelPool:
                 plane.load_error = f"model {name!r} cannot be served: {error}"
                 log.error("%s", plane.load_error)
                 continue
-            size = self.sizes[name] = model.memory_bytes
+            size = model.memory_bytes
             if self.budget is not None and size > self.worker_budget:  # type: ignore[operator]
                 share = "" if self.budget == self.worker_budget else " per worker"
                 raise StartupError(
@@ -103,11 +103,11 @@ class ModelPool:
         )  # fmt: skip
 
     def measured_load(self, config: ModelConfig) -> LoadedModel:
-        """`load_model`, and the resident memory it added (loads run one at a time)."""
+        """`load_model`, and the resident memory it added (remembered as its size)."""
         give_back()
         before = resident_bytes()
         model = load_model(config, self.settings)
-        model.memory_bytes = max(0, resident_bytes() - before)
+        model.memory_bytes = self.sizes[config.name] = max(0, resident_bytes() - before)
         return model
 
     def release(self) -> None:
@@ -153,15 +153,15 @@ class ModelPool:
             if self._make_room(self.sizes.get(name, 0), keep=name):
                 await asyncio.to_thread(give_back)
             try:
-                model = await asyncio.to_thread(self.measured_load, self.configs[name])
+                model = await asyncio.to_thread(load_model, self.configs[name], self.settings)
             except StartupError as error:
                 log.warning("cannot load model %r on demand: %s", name, error)
                 raise NotReady(f"model {name!r} cannot be loaded now: {error}") from None
-            self.sizes[name] = model.memory_bytes
+            # Its size as measured when nothing else ran (at start, or when its version
+            # changed): the resident memory of a load among requests says more about them.
+            model.memory_bytes = self.sizes.get(name, 0)
             plane.set_model(model)
             plane.metrics.model_loads.inc()
-            if self._make_room(0, keep=name):  # it measured more than it did before
-                await asyncio.to_thread(give_back)
             log.info("loaded model %r on demand (%s)", name, mebibytes(model.memory_bytes))
             return model
 

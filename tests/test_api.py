@@ -145,7 +145,10 @@ def test_health_metrics_and_docs(client: TestClient) -> None:
     assert client.get("/v2/models/iris/ready").status_code == 200
     client.post("/predict", json=[[1, 2, 3, 4]])
     metrics = client.get("/metrics").text
-    assert 'mda_requests_total{method="POST",model="iris",route="/predict",status="200"} 1.0' in metrics
+    assert (
+        'mda_requests_total{method="POST",model="iris",route="/predict",status="200"} 1.0'
+        in metrics
+    )
     assert "mda_batch_rows_bucket" in metrics and 'mda_model_ready{model="iris"} 1.0' in metrics
     assert client.get("/docs").status_code == 200
     assert "/v2/models/{name}/infer" in client.get("/openapi.json").json()["paths"]

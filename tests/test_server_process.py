@@ -102,7 +102,10 @@ def test_200_concurrent_requests_over_http_each_get_their_own_answer(
     np.testing.assert_allclose(answers, iris_pipeline.predict_proba(rows), atol=1e-9)
     metrics = httpx.get(f"{server.url}/metrics").text
     # Counted across every worker: 200 predictions, whichever worker served them.
-    assert 'mda_requests_total{method="POST",model="toy",route="/predict",status="200"} 200.0' in metrics
+    assert (
+        'mda_requests_total{method="POST",model="toy",route="/predict",status="200"} 200.0'
+        in metrics
+    )
 
 
 def test_the_server_stops_cleanly_on_sigterm(

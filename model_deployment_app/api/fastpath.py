@@ -19,7 +19,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from model_deployment_app.access import TWO_TOKENS, Access, Kind, route_kind
 from model_deployment_app.api.middleware import MODEL_KEY, RequestRecorder
-from model_deployment_app.errors import NotReady, ServingError
+from model_deployment_app.errors import ModelNotFound, NotReady, ServingError
 
 SHUTTING_DOWN = NotReady("the server is shutting down: retry, another replica will answer")
 
@@ -86,13 +86,23 @@ class FastPath:
                 path = path[len(self.root) :] or "/"
             else:
                 scope["root_path"] = ""
+        unknown = None
         if self.models:
             name, slash, rest = path[1:].partition("/")
             if name in self.models:
                 scope["root_path"] = scope.get("root_path", "") + "/" + name
                 scope[MODEL_KEY] = name
                 path = slash + rest or "/"
+            elif slash and scope["method"] == "POST" and self._match(slash + rest) is not None:
+                unknown = name  # a model's route under a name the pool does not have
         matched = self._match(path) if scope["method"] == "POST" else None
+        if unknown is not None:
+            await self._refuse(
+                ModelNotFound(f"model {unknown!r} not found in this pool (POST "
+                              "/v2/repository/index lists its models)"),
+                "unmatched", scope, receive, send,
+            )  # fmt: skip
+            return
         access = self.access
         if access is not None and (self.guarded or matched is None):
             kind: Kind = "api" if matched is not None else route_kind(path)
