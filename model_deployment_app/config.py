@@ -3,6 +3,7 @@
 One pydantic model, camelCase keys, unknown keys refused, so a typo is named at start-up.
 """
 
+from collections import Counter
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -161,7 +162,9 @@ class ModelConfig(_Strict):
 
 
 # Names a pool's model may not take: its path `/<name>` would hide one of the server's own.
-RESERVED_NAMES = frozenset({"v2", "predict", "metrics", "docs", "openapi.json", "playground"})
+RESERVED_NAMES = frozenset(
+    {"v2", "predict", "metrics", "docs", "redoc", "openapi.json", "playground"}
+)
 
 
 class PoolConfig(_Strict):
@@ -173,7 +176,7 @@ class PoolConfig(_Strict):
     @classmethod
     def _unique_names(cls, models: tuple[ModelConfig, ...]) -> tuple[ModelConfig, ...]:
         names = [m.name for m in models]
-        repeated = sorted({n for n in names if names.count(n) > 1})
+        repeated = sorted(name for name, count in Counter(names).items() if count > 1)
         if repeated:
             raise ValueError(f"repeated model name(s) {', '.join(repeated)}: each needs its own")
         reserved = sorted(set(names) & RESERVED_NAMES)

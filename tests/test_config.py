@@ -2,7 +2,14 @@ from pathlib import Path
 
 import pytest
 
-from model_deployment_app.config import GcsSource, LocalSource, load_config, parse_config
+from model_deployment_app.config import (
+    GcsSource,
+    LocalSource,
+    PoolConfig,
+    load_config,
+    parse_config,
+    parse_served,
+)
 from model_deployment_app.errors import StartupError
 
 GCS_CONFIG = {
@@ -151,3 +158,34 @@ def test_examples_must_fit_the_input_form() -> None:
     inputs = [{"name": "age", "datatype": "INT64"}, {"name": "city", "datatype": "BYTES"}]
     with pytest.raises(StartupError, match=r"examples\[1\]: expected a record of the inputs"):
         parse_config({**base, "inputs": inputs, "examples": [{"age": 1, "city": "x"}, [1, "x"]]})
+
+
+def pool_of(*names: str) -> dict[str, object]:
+    return {"models": [with_changes(name=name) for name in names]}
+
+
+def test_a_config_of_models_is_a_pool_and_one_without_is_one_model() -> None:
+    pool = parse_served(pool_of("paris", "lyon"))
+    assert isinstance(pool, PoolConfig)
+    assert [model.name for model in pool.models] == ["paris", "lyon"]
+    assert parse_served(GCS_CONFIG).name == "iris-classifier"  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize(
+    ("config", "named"),
+    [
+        (pool_of("paris", "lyon", "paris"), "repeated model name(s) paris"),
+        (pool_of("paris", "metrics"), "metrics would hide the server's own routes"),
+        (pool_of("paris", "v2"), "v2 would hide"),
+        (pool_of("paris", "../etc"), "models.1.name"),
+        (pool_of("Paris"), "models.0.name"),
+        ({"models": []}, "models:"),
+        ({"models": [with_changes(name="paris", modelTyp="joblib")]}, "models.0.modelTyp: unknown"),
+        ({**pool_of("paris"), "budget": 3}, "budget: unknown key"),
+    ],
+)  # fmt: skip
+def test_a_bad_pool_is_refused_in_one_line_naming_the_model(config: dict, named: str) -> None:
+    with pytest.raises(StartupError) as refused:
+        parse_served(config)
+    assert named in str(refused.value)
+    assert "\n" not in str(refused.value)

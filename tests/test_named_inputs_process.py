@@ -57,10 +57,10 @@ def test_200_concurrent_distinct_mixed_rows_through_cache_and_batching(
         answers = [r.json()["predictions"][0] for r in replies]
         np.testing.assert_allclose(answers, expected, atol=1e-9)
     metrics = httpx.get(f"{server.url}/metrics").text
-    hits = metric(metrics, 'mda_cache_hits_total{model="people"}')
+    hits = metric(metrics, 'mda_cache_hits_total{model="toy"}')
     # One worker answers the whole second pass from its cache; each of two caches its own half.
     assert hits == 200 if workers == "1" else 0 < hits <= 200
-    assert metric(metrics, "mda_batch_rows_count") < 400 - hits, "requests shared model calls"
+    assert metric(metrics, 'mda_batch_rows_count{model="toy"}') < 400 - hits, "requests shared model calls"
 
 
 def metric(text: str, name: str) -> float:
