@@ -17,7 +17,7 @@ EXTRAS := torch transformers xgboost lightgbm catboost onnx deploy dev docs
 VERSION = $(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml | head -n 1)
 
 PHONY_DOCS := docs docs-serve diagrams
-.PHONY: $(PHONY_DOCS) help install peers proto system-deps image-test chart-lint FORCE run test lint bench new-model k8s-render k8s-deploy k8s-promote \
+.PHONY: $(PHONY_DOCS) help install peers proto system-deps image-test chart-lint FORCE run test lint bench new-model new-pool k8s-render k8s-deploy k8s-promote \
 	k8s-undeploy docker-base docker-ci-test bump-version clean
 
 help: ## List the targets
@@ -159,10 +159,14 @@ CI_IMAGE ?= model-deployment-app-ci:$(VERSION)
 NEW_MODEL_ARGS = $(NAME) $(if $(JOB),--job $(JOB)) $(if $(INPUT_SIZE),--input-size $(INPUT_SIZE)) \
 	$(if $(INPUTS),--inputs '$(INPUTS)') $(if $(MODEL_TYPE),--model-type $(MODEL_TYPE)) \
 	$(if $(BUCKET),--bucket $(BUCKET)) $(if $(BLOB),--blob $(BLOB)) $(if $(PROJECT),--project $(PROJECT)) \
-	$(if $(MLFLOW_URI),--mlflow-uri '$(MLFLOW_URI)') $(if $(REFRESH_SECONDS),--refresh-seconds $(REFRESH_SECONDS))
-new-model: $(STAMP) ## Create the chart k8s_dev/NAME (optional: JOB INPUT_SIZE or INPUTS=age:INT64,city:BYTES MODEL_TYPE BUCKET BLOB PROJECT MLFLOW_URI REFRESH_SECONDS)
+	$(if $(MLFLOW_URI),--mlflow-uri '$(MLFLOW_URI)') $(if $(REFRESH_SECONDS),--refresh-seconds $(REFRESH_SECONDS)) \
+	$(if $(INTO),--into $(INTO))
+new-model: $(STAMP) ## Create the chart k8s_dev/NAME, or add NAME to the pool INTO (optional: JOB INPUT_SIZE or INPUTS=age:INT64,city:BYTES MODEL_TYPE BUCKET BLOB PROJECT MLFLOW_URI REFRESH_SECONDS)
 	@echo "mda new-model $(strip $(NEW_MODEL_ARGS))"
 	@$(BIN)/mda new-model $(NEW_MODEL_ARGS)
+
+new-pool: $(STAMP) ## Create the pool chart k8s_dev/NAME: many models in one pod (optional: MEMORY_BUDGET=1536Mi); add models with make new-model NAME=... INTO=POOL
+	@$(BIN)/mda new-pool $(NAME) $(if $(MEMORY_BUDGET),--memory-budget $(MEMORY_BUDGET))
 
 chart-lint: $(STAMP) ## helm lint --strict every model chart
 	$(BIN)/mda lint

@@ -25,6 +25,7 @@ import h2load
 import interrupt
 import loadgen
 import models
+import pool_bench
 import report
 import servers
 import soak
@@ -362,9 +363,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--only",
-        choices=["tabular", "compiled", "families", "text"],
+        choices=["tabular", "compiled", "families", "pool", "text"],
         help="run only the tabular (scikit-learn), the compiled (MDA_COMPILE against off), "
-        "the model families' (XGBoost, LightGBM) or the text scenarios",
+        "the model families' (XGBoost, LightGBM), the pool's (100 models in one pod) or the "
+        "text scenarios",
     )
     parser.add_argument(
         "--baseline", metavar="REF", help="compare with this git ref instead (see baseline.py)"
@@ -399,6 +401,7 @@ def main(argv: list[str] | None = None) -> int:
         duration = args.duration or (1.0 if args.quick else 5.0)
         warmup = args.warmup if args.warmup is not None else (0.3 if args.quick else 1.0)
         bench = Bench(duration, warmup)
+        pool = None
         if args.only != "text":
             pinned = bool(args.pin) and len(os.sched_getaffinity(0)) >= 2
             everything = os.sched_getaffinity(0)
@@ -414,13 +417,15 @@ def main(argv: list[str] | None = None) -> int:
             if args.only in (None, "families"):
                 run_family_scenarios(bench, Path(tmp))
             bench.run()
+            if args.only in (None, "pool"):
+                pool = pool_bench.run(Path(tmp), duration, warmup, bench.failures)
             servers.PIN_CORE = None
             os.sched_setaffinity(0, everything)
         text = None
         if args.only in (None, "text"):
             text = text_bench.run(Path(tmp), duration, warmup, bench.failures)
     print(f"\n{duration:g} s per scenario after {warmup:g} s of warm-up; closed loop, keep-alive")
-    if args.only != "text":
+    if args.only not in ("text", "pool"):
         report.print_tables(bench.measurements)
         report.print_memory(bench.memory)
         report.print_switches(bench.switches)
@@ -434,6 +439,8 @@ def main(argv: list[str] | None = None) -> int:
 
             drawn = charts.write_run(bench.measurements, targets, args.charts)
             print(f"\n{len(drawn)} charts in {args.charts}/")
+    if pool is not None:
+        pool_bench.print_figures(pool)
     if text is not None:
         text_bench.print_figures(text)
     for failure in bench.failures:

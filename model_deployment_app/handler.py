@@ -55,8 +55,11 @@ class DataPlane:
         self.model: LoadedModel | None = None
         self.load_error: str | None = None
         self.on_demand: OnDemand | None = None  # a pool's loader, for a model not loaded now
+        self.on_grown: Callable[[], None] | None = None  # a pool's, once an engine is compiled
+        self._loop: asyncio.AbstractEventLoop | None = None  # the serving loop (on_grown's)
         self.last_used = 0.0  # monotonic seconds of the last request (a pool's LRU order)
         self.engine_bytes = 0  # what the compiled engine of the model serving added
+        self.compile_countdown = 0  # requests before the model serving is compiled (0: now)
         self._serving = False  # set in the process that serves (a pre-forked worker)
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mda-predict")
         self._batcher = Batcher(
@@ -84,9 +87,11 @@ class DataPlane:
         model = self.model
         return 0 if model is None else model.memory_bytes + self.engine_bytes
 
-    def set_model(self, model: LoadedModel) -> None:
+    def set_model(self, model: LoadedModel, compile_after: int = 0) -> None:
         """Serve `model` from now on: one reference swap. Requests already under way keep the
-        model they started with (they hold it); cache keys carry each model's digest."""
+        model they started with (they hold it); cache keys carry each model's digest.
+        `compile_after`: compile it only once it has answered that many requests (a pool's
+        model loaded on demand: a model asked once need not cost a conversion)."""
         previous, self.model = self.model, model
         self.load_error = None
         self.metrics.model_load_seconds.set(model.load_seconds)
@@ -99,7 +104,8 @@ class DataPlane:
         if previous is not None and previous.version != model.version:
             self.engine_bytes = 0
         self.metrics.model_memory.set(self.footprint)
-        if self._serving:
+        self.compile_countdown = compile_after if model.compiler is not None else 0
+        if self._serving and not self.compile_countdown:
             self._compile(model)
 
     def unload(self) -> None:
@@ -123,12 +129,17 @@ class DataPlane:
                 raise NotReady(self.load_error or "the model is still loading; try again shortly")
             model = await self.on_demand()
         self.last_used = time.monotonic()
+        if self.compile_countdown:
+            self.compile_countdown -= 1
+            if not self.compile_countdown:
+                self._compile(model)
         return model
 
     def start_serving(self) -> None:
         """Called once the process serves (in each pre-forked worker, after the fork: an
         ONNX Runtime session's threads do not survive one): compile the model from here on."""
         self._serving = True
+        self._loop = asyncio.get_running_loop()
         if self.model is not None:
             self._compile(self.model)
 
@@ -147,6 +158,8 @@ class DataPlane:
                 if model.engine is not None and self.model is model:
                     self.engine_bytes = max(0, resident_bytes() - before)
                     self.metrics.model_memory.set(self.footprint)
+                    if self.on_grown is not None and self._loop is not None:
+                        self._loop.call_soon_threadsafe(self.on_grown)
 
         threading.Thread(target=convert, name="mda-compile", daemon=True).start()
 

@@ -40,10 +40,13 @@ def _libc() -> ctypes.CDLL | None:
     return libc if libc is not None and hasattr(libc, "malloc_trim") else None
 
 
-def give_back() -> None:
+def give_back(collect: bool = True) -> None:
     """Collect what was let go and hand the freed pages back to the system: without
-    `malloc_trim`, glibc keeps them, and the process's RSS never falls after an unload."""
-    gc.collect()
+    `malloc_trim`, glibc keeps them, and the process's RSS never falls after an unload.
+    `collect=False` while serving: what reference counting freed is handed back without a
+    full collection (which holds the GIL for milliseconds, every request's)."""
+    if collect:
+        gc.collect()
     libc = _libc()
     if libc is not None:
         libc.malloc_trim(0)

@@ -1,8 +1,8 @@
 """A model pool: many models in one server within a memory budget (a config of `models:`).
 
 At start every model is loaded once, one at a time, and what each adds to the process's
-resident memory is measured (the first of each `modelType` is loaded twice, so the libraries
-its first load imports are not counted as its own). Those that fit stay loaded, in config
+resident memory is measured (a load that imports modules is made twice, so the libraries it
+imports are not counted as the model's own). Those that fit stay loaded, in config
 order; the rest load on their first request. Loading a model that would not fit first unloads
 the least recently used ones, and their freed pages go back to the system (`memory.give_back`).
 Loads run one at a time; requests for a model being loaded share its load.
@@ -14,6 +14,7 @@ worker drops it, and the parent lets go of every model once its workers run).
 
 import asyncio
 import logging
+import sys
 from collections.abc import Iterator
 from functools import partial
 
@@ -27,6 +28,10 @@ from model_deployment_app.predictor import LoadedModel, load_model
 from model_deployment_app.settings import Settings
 
 log = logging.getLogger(__name__)
+
+# A model loaded on demand is compiled once it has answered this many requests: a conversion
+# costs a core for tens of milliseconds, more than a model asked now and then ever gains.
+COMPILE_AFTER_REQUESTS = 100
 
 
 def mebibytes(size: int) -> str:
@@ -56,6 +61,7 @@ class ModelPool:
         self.planes = {c.name: DataPlane(settings, metrics, cache, c.name) for c in configs}
         for name, plane in self.planes.items():
             plane.on_demand = partial(self._on_demand, name)
+            plane.on_grown = partial(self._grown, name)
         self.budget = pod_budget(settings)
         self.worker_budget = self.budget // settings.server.workers if self.budget else None
         self.sizes: dict[str, int] = {}  # each model's footprint, as last measured
@@ -68,13 +74,9 @@ class ModelPool:
     def start(self) -> None:
         """Load each model once and measure it; keep those that fit. A model that cannot
         load is unavailable (alone); one bigger than the budget stops the pool."""
-        warmed: set[str] = set()
         for name, config in self.configs.items():
             plane = self.planes[name]
             try:
-                if config.model_type not in warmed:  # its family's imports, not its own size
-                    warmed.add(config.model_type)
-                    load_model(config, self.settings)
                 model = self.measured_load(config)
             except StartupError as error:
                 plane.load_error = f"model {name!r} cannot be served: {error}"
@@ -103,11 +105,18 @@ class ModelPool:
         )  # fmt: skip
 
     def measured_load(self, config: ModelConfig) -> LoadedModel:
-        """`load_model`, and the resident memory it added (remembered as its size)."""
-        give_back()
-        before = resident_bytes()
-        model = load_model(config, self.settings)
-        model.memory_bytes = self.sizes[config.name] = max(0, resident_bytes() - before)
+        """`load_model`, and the resident memory it added (remembered as its size). A load
+        that imported modules (the first model of a family, or of a class no model before
+        it used) is made again, so that what the imports hold is not counted as its own."""
+        for _ in range(2):
+            give_back()
+            modules, before = len(sys.modules), resident_bytes()
+            model = load_model(config, self.settings)
+            size = max(0, resident_bytes() - before)
+            if len(sys.modules) == modules:
+                break
+            del model
+        model.memory_bytes = self.sizes[config.name] = size
         return model
 
     def release(self) -> None:
@@ -151,7 +160,7 @@ class ModelPool:
             if plane.model is not None:
                 return plane.model
             if self._make_room(self.sizes.get(name, 0), keep=name):
-                await asyncio.to_thread(give_back)
+                await asyncio.to_thread(give_back, False)
             try:
                 model = await asyncio.to_thread(load_model, self.configs[name], self.settings)
             except StartupError as error:
@@ -160,10 +169,16 @@ class ModelPool:
             # Its size as measured when nothing else ran (at start, or when its version
             # changed): the resident memory of a load among requests says more about them.
             model.memory_bytes = self.sizes.get(name, 0)
-            plane.set_model(model)
+            plane.set_model(model, compile_after=COMPILE_AFTER_REQUESTS)
             plane.metrics.model_loads.inc()
             log.info("loaded model %r on demand (%s)", name, mebibytes(model.memory_bytes))
             return model
+
+    def _grown(self, name: str) -> None:
+        """A model's compiled engine came in (on the serving loop): the least recently used
+        others make room for it, as for a load."""
+        if self._make_room(0, keep=name):
+            asyncio.get_running_loop().run_in_executor(None, give_back, False)
 
     def _make_room(self, needed: int, keep: str) -> bool:
         """Unload the least recently used models (never `keep`) until `needed` more bytes

@@ -23,9 +23,10 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from model_deployment_app.config import parse_config
+from model_deployment_app.config import PoolConfig, parse_config, parse_served
 from model_deployment_app.deploy.helm import Release, SdkEngine
 from model_deployment_app.deploy.layout import Repo
+from model_deployment_app.deploy.pool_chart import add_to_pool, new_pool
 from model_deployment_app.deploy.scaffold import SHARED, ModelSpec, new_model
 from model_deployment_app.deploy.stage import staged_chart
 from model_deployment_app.deploy.versioning import package_version
@@ -39,6 +40,8 @@ MODELS = REPO.model_names()
 FRESH = "fresh-model"
 FRESH_NAMED = "fresh-named"  # scaffolded with named, typed inputs
 FRESH_MLFLOW = "fresh-mlflow"  # scaffolded to follow an MLflow registry alias
+FRESH_POOL = "fresh-pool"  # a pool (mda new-pool) of two models (mda new-model --into)
+FRESH_CHARTS = (FRESH, FRESH_NAMED, FRESH_MLFLOW, FRESH_POOL)
 NAMED_INPUTS = (("age", "INT64"), ("city", "BYTES"), ("member", "BOOL"), ("income", "FP64"))
 KUBE_VERSION = "1.30.0"
 
@@ -109,14 +112,17 @@ def fresh_repo(tmp_path_factory: pytest.TempPathFactory) -> Repo:
     new_model(repo, ModelSpec(FRESH_NAMED, inputs=NAMED_INPUTS, model_type="skops"))
     new_model(repo, ModelSpec(FRESH_MLFLOW, mlflow_uri="models:/churn@champion",
                               refresh_seconds=60))  # fmt: skip
+    new_pool(repo, FRESH_POOL)
+    add_to_pool(repo, FRESH_POOL, ModelSpec("store-paris", input_size=3))
+    add_to_pool(repo, FRESH_POOL, ModelSpec("store-lyon", inputs=NAMED_INPUTS, model_type="skops"))
     return repo
 
 
-@pytest.fixture(params=[*MODELS, FRESH, FRESH_NAMED, FRESH_MLFLOW])
+@pytest.fixture(params=[*MODELS, *FRESH_CHARTS])
 def chart(request: pytest.FixtureRequest, fresh_repo: Repo) -> tuple[Repo, str]:
     """Each model chart of the checkout, then the freshly scaffolded ones."""
     name = str(request.param)
-    return (fresh_repo if name in (FRESH, FRESH_NAMED, FRESH_MLFLOW) else REPO), name
+    return (fresh_repo if name in FRESH_CHARTS else REPO), name
 
 
 # --- the checkout --------------------------------------------------------------------------
@@ -284,8 +290,15 @@ def test_client_dry_run_install_succeeds(chart: tuple[Repo, str], tmp_path: Path
 def test_config_map_holds_a_config_the_server_accepts(chart: tuple[Repo, str]) -> None:
     repo, name = chart
     configmap = _one(_objects(repo, name), "ConfigMap")
-    config = parse_config(yaml.safe_load(configmap["data"]["config.yaml"]))
     values = yaml.safe_load((repo.charts_dir / name / "values.yaml").read_text())
+    if name == FRESH_POOL:
+        pool = parse_served(yaml.safe_load(configmap["data"]["config.yaml"]))
+        assert isinstance(pool, PoolConfig)
+        assert [m.name for m in pool.models] == ["store-paris", "store-lyon"]
+        assert pool.models[0].input_size == 3
+        assert [i.name for i in pool.models[1].inputs or ()] == [n for n, _ in NAMED_INPUTS]
+        return
+    config = parse_config(yaml.safe_load(configmap["data"]["config.yaml"]))
     assert config.name == name
     assert config.input_size == values["config"].get("inputSize")
     if name == FRESH_NAMED:
@@ -385,7 +398,9 @@ def test_a_config_change_alone_rolls_the_pods(chart: tuple[Repo, str]) -> None:
         deployment = _one(_objects(repo, name, values), "Deployment")
         return str(deployment["spec"]["template"]["metadata"]["annotations"]["checksum/config"])
 
-    assert checksum({}) != checksum({"config": {"name": "renamed"}})
+    config = yaml.safe_load((repo.charts_dir / name / "values.yaml").read_text())["config"]
+    change = {"models": config["models"][:1]} if "models" in config else {"name": "renamed"}
+    assert checksum({}) != checksum({"config": change})
     assert checksum({}) == checksum({"replicaCount": 2})
 
 
@@ -394,6 +409,16 @@ def test_ingress_is_a_plain_prefix_on_the_model_path_for_any_controller(
 ) -> None:
     repo, name = chart
     ingress = _one(_objects(repo, name), "Ingress")
+    if name == FRESH_POOL:  # each model's own path, the server takes it off itself
+        paths = ingress["spec"]["rules"][0]["http"]["paths"]
+        assert [(p["path"], p["pathType"]) for p in paths] == [
+            ("/store-paris", "Prefix"),
+            ("/store-lyon", "Prefix"),
+        ]
+        container = _one(_objects(repo, name), "Deployment")["spec"]["template"]["spec"][
+            "containers"][0]  # fmt: skip
+        assert "MDA_ROOT_PATH" not in {e["name"] for e in container["env"]}
+        return
     path = ingress["spec"]["rules"][0]["http"]["paths"][0]
     assert path["path"] == f"/{name}"
     assert path["pathType"] == "Prefix"
@@ -417,6 +442,14 @@ def test_notes_give_the_url_and_a_curl_to_try(chart: tuple[Repo, str]) -> None:
     repo, name = chart
     notes = _render(repo, name)[f"{name}/templates/NOTES.txt"]
     config = yaml.safe_load((repo.charts_dir / name / "values.yaml").read_text())["config"]
+    if name == FRESH_POOL:  # the first model's URL and row; every model's path named
+        assert "A pool of 2 models (/store-paris, /store-lyon)" in notes
+        assert "MODEL_URL=http://$INGRESS_HOST/store-paris" in notes
+        assert '{"instances": [[0,0,0]]}' in notes
+        forwarded = _render(repo, name, {"ingress": {"enabled": False}})[
+            f"{name}/templates/NOTES.txt"]  # fmt: skip
+        assert "MODEL_URL=http://127.0.0.1:8080/store-paris" in forwarded
+        return
     assert f"MODEL_URL=http://$INGRESS_HOST/{name}" in notes
     assert "curl -s -X POST $MODEL_URL/predict" in notes
     if "inputs" in config:  # a record of every named input, in JSON the server accepts

@@ -155,6 +155,101 @@ def test_new_model_refuses_an_ingress_path_another_chart_uses(repo: Path) -> Non
     assert not (repo / "k8s_dev/wanted").exists()
 
 
+# --- pools ---------------------------------------------------------------------------------
+
+
+def test_new_pool_then_models_into_it_render_one_path_each(repo: Path) -> None:
+    created = mda("new-pool", "stores", "--memory-budget", "300Mi", cwd=repo)
+    assert created.returncode == 0, created.stderr
+    assert "mda new-model NAME --into stores" in created.stdout
+    values_file = repo / "k8s_dev/stores/values.yaml"
+    assert yaml.safe_load(values_file.read_text())["config"] == {"models": []}
+    added = mda("new-model", "paris", "--input-size", "3", "--into", "stores", cwd=repo)
+    assert added.returncode == 0, added.stderr
+    assert "+    - name: paris" in added.stdout and "at /paris" in added.stdout
+    added = mda("new-model", "lyon", "--inputs", "age:INT64,city:BYTES", "--model-type",
+                "xgboost", "--into", "stores", cwd=repo)  # fmt: skip
+    assert added.returncode == 0, added.stderr
+    text = values_file.read_text()
+    values = yaml.safe_load(text)
+    assert [m["name"] for m in values["config"]["models"]] == ["paris", "lyon"]
+    assert values["config"]["models"][0]["inputSize"] == 3
+    assert values["image"]["variant"] == "xgboost"  # the one image serves every model
+    # the comments that followed the list still introduce the key they belong to
+    assert text.index("name: lyon") < text.index("# The memory the pool's loaded models")
+    assert not (repo / "k8s_dev/paris").exists()
+
+    overrides = repo / "routes.yaml"
+    overrides.write_text("ingress: {enabled: true}\nhttpRoute: {enabled: true}\n")
+    rendered = mda("render", "stores", "-f", str(overrides), cwd=repo)
+    assert rendered.returncode == 0, rendered.stderr
+    docs = {d["kind"]: d for d in yaml.safe_load_all(rendered.stdout) if d}
+    ingress_paths = [p["path"] for p in docs["Ingress"]["spec"]["rules"][0]["http"]["paths"]]
+    assert ingress_paths == ["/paris", "/lyon"]
+    [rule] = docs["HTTPRoute"]["spec"]["rules"]
+    assert [m["path"]["value"] for m in rule["matches"]] == ["/paris", "/lyon"]
+    env = {e["name"]: e.get("value") for e in
+           docs["Deployment"]["spec"]["template"]["spec"]["containers"][0]["env"]}  # fmt: skip
+    assert env["MDA_MEMORY_BUDGET"] == "300Mi" and "MDA_ROOT_PATH" not in env
+    served = yaml.safe_load(docs["ConfigMap"]["data"]["config.yaml"])
+    assert [m["name"] for m in served["models"]] == ["paris", "lyon"]
+
+
+def test_a_pool_of_a_hundred_models_routes_each_within_the_gateway_apis_limits(
+    repo: Path,
+) -> None:
+    assert mda("new-pool", "many", cwd=repo).returncode == 0
+    values_file = repo / "k8s_dev/many/values.yaml"
+    values = yaml.safe_load(values_file.read_text())
+    values["config"]["models"] = [
+        {"name": f"store-{i}", "modelType": "joblib", "job": "regression", "inputSize": 2,
+         "model": {"method": "LOCAL", "path": f"/models/{i}.joblib"}} for i in range(100)
+    ]  # fmt: skip
+    values["httpRoute"]["enabled"] = True
+    values_file.write_text(yaml.safe_dump(values))
+    rendered = mda("render", "many", cwd=repo)
+    assert rendered.returncode == 0, rendered.stderr
+    [route] = [d for d in yaml.safe_load_all(rendered.stdout) if d and d["kind"] == "HTTPRoute"]
+    rules = route["spec"]["rules"]
+    assert [len(rule["matches"]) for rule in rules] == [64, 36]  # at most 64 matches a rule
+    paths = [m["path"]["value"] for rule in rules for m in rule["matches"]]
+    assert paths == [f"/store-{i}" for i in range(100)]
+
+
+@pytest.mark.parametrize(
+    ("args", "needles"),
+    [
+        (["new-model", "x", "--into", MODELS[0]], ("is not a pool", "mda new-pool")),
+        (["new-model", "x", "--into", "nope"], ("no chart for model 'nope'",)),
+        (["new-model", "paris", "--into", "stores"], ("path /paris is already used", "'stores'")),
+        (["new-model", MODELS[0], "--into", "stores"], (f"/{MODELS[0]}", "already used")),
+        (["new-model", "boost", "--model-type", "catboost", "--into", "stores"],
+         ("needs the image variant 'catboost'", "runs 'xgboost'")),
+        (["new-model", "wide", "--input-size", "0", "--into", "stores"], ("--input-size",)),
+        (["new-pool", "stores"], ("already exists",)),
+        (["new-pool", "other", "--memory-budget", "lots"], ("--memory-budget", "'lots'")),
+        (["new-model", "paris"], ("path /paris is already used by pool 'stores'",)),
+    ],
+)  # fmt: skip
+def test_pool_mistakes_are_one_line_and_change_nothing(
+    repo: Path, args: list[str], needles: tuple[str, ...]
+) -> None:
+    assert mda("new-pool", "stores", cwd=repo).returncode == 0
+    for name, kind in (("paris", "joblib"), ("trees", "xgboost")):
+        assert (
+            mda("new-model", name, "--model-type", kind, "--into", "stores", cwd=repo).returncode
+            == 0
+        )
+    before = {path: path.read_bytes() for path in (repo / "k8s_dev").rglob("*") if path.is_file()}
+    result = mda(*args, cwd=repo)
+    if result.returncode == 2:  # argparse's own refusal of a bad value
+        assert all(n in result.stderr for n in needles[:1]), result.stderr
+    else:
+        assert_one_line_error(result, *needles)
+    after = {path: path.read_bytes() for path in (repo / "k8s_dev").rglob("*") if path.is_file()}
+    assert after == before
+
+
 def test_new_model_with_named_inputs(repo: Path) -> None:
     created = mda("new-model", "loans", "--inputs", "age:INT64, city:bytes", cwd=repo)
     assert created.returncode == 0, created.stderr

@@ -60,7 +60,9 @@ def test_200_concurrent_distinct_mixed_rows_through_cache_and_batching(
     hits = metric(metrics, 'mda_cache_hits_total{model="toy"}')
     # One worker answers the whole second pass from its cache; each of two caches its own half.
     assert hits == 200 if workers == "1" else 0 < hits <= 200
-    assert metric(metrics, 'mda_batch_rows_count{model="toy"}') < 400 - hits, "requests shared model calls"
+    assert metric(metrics, 'mda_batch_rows_count{model="toy"}') < 400 - hits, (
+        "requests shared model calls"
+    )
 
 
 def metric(text: str, name: str) -> float:

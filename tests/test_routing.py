@@ -329,3 +329,32 @@ def test_new_model_writes_a_chart_for_each_family_on_its_image(
     }
     version = yaml.safe_load((repo.root / "k8s_dev/trees/Chart.yaml").read_text())["appVersion"]
     assert image.endswith(f":{version}-{model_type}"), "each family runs its own image variant"
+
+
+def test_a_pool_of_a_hundred_models_with_a_canary_renders_valid_routes(tmp_path: Path) -> None:
+    from model_deployment_app.deploy.pool_chart import add_to_pool, new_pool
+    from model_deployment_app.deploy.scaffold import ModelSpec
+
+    repo = _copy_repo(tmp_path)
+    new_pool(repo, "stores")
+    add_to_pool(repo, "stores", ModelSpec("store-0"))
+    models = [
+        {"name": f"store-{i}", "modelType": "joblib", "job": "classification", "inputSize": 4,
+         "model": {"method": "LOCAL", "path": f"/models/{i}.joblib"}} for i in range(100)
+    ]  # fmt: skip
+    canary = {key: value for key, value in CANARY["canary"].items() if key != "config"}
+    values = {**ROUTES, "config": {"models": models}, "canary": canary}
+    objects = _objects(repo, "stores", values)
+    routes = [o for o in objects if o["apiVersion"].startswith("gateway.networking.k8s.io/")]
+    assert gateway_api_problems(routes) == []
+    for obj in objects:
+        if obj not in routes:
+            kubernetes_validate.validate(obj, KUBE_VERSION, strict=True)
+    rules = by_kind(objects, "HTTPRoute")["stores"]["spec"]["rules"]
+    headed = [rule for rule in rules if "headers" in rule["matches"][0]]
+    assert [len(rule["matches"]) for rule in headed] == [64, 36]
+    assert {b["name"] for rule in headed for b in rule["backendRefs"]} == {"stores-canary"}
+    weighted = [rule for rule in rules if rule not in headed]
+    paths = [m["path"]["value"] for rule in weighted for m in rule["matches"]]
+    assert paths == [f"/store-{i}" for i in range(100)]
+    assert all(len(rule["backendRefs"]) == 2 for rule in weighted)  # stable and canary

@@ -66,10 +66,18 @@ spec:
             # scikit-learn models answered by ONNX Runtime once verified (exact, approx, off).
             - name: MDA_COMPILE
               value: {{ .Values.compile | default "exact" | quote }}
+            {{- if include "mda-template.isPool" . }}
+            {{- with .Values.memoryBudget }}
+            # The memory the pool's loaded models may hold (unset: half the memory limit).
+            - name: MDA_MEMORY_BUDGET
+              value: {{ . | quote }}
+            {{- end }}
+            {{- else }}
             # The model's path: the server answers under it (Ingress, HTTPRoute) and without it
             # (in-cluster callers of the Service), so no router rewrites anything.
             - name: MDA_ROOT_PATH
               value: {{ include "mda-template.ingressPath" . | quote }}
+            {{- end }}
             # Which track answers (stable or canary): in a header and in mda_model_info.
             - name: MDA_TRACK
               value: {{ include "mda-template.track" . | quote }}

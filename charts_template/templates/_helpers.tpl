@@ -87,14 +87,33 @@ with the image's variant (appVersion-transformers). */}}
 {{- trimSuffix "/" $path }}
 {{- end }}
 
-{{/* One example row for the curl in NOTES.txt: inputSize zeros, or a record of the named
-inputs (0, false or "" by datatype). */}}
+{{/* "true" for a pool's chart (config.models: many models, each under /<name>), else "". */}}
+{{- define "mda-template.isPool" -}}
+{{- if hasKey .Values.config "models" }}true{{ end }}
+{{- end }}
+
+{{/* The path prefixes the chart routes, as a JSON list: /<name> of each model of a pool (the
+server takes the prefix off itself), else the model's ingress path. */}}
+{{- define "mda-template.paths" -}}
+{{- if include "mda-template.isPool" . }}
+{{- $paths := list }}
+{{- range .Values.config.models }}
+{{- $paths = append $paths (printf "/%s" .name) }}
+{{- end }}
+{{- toJson $paths }}
+{{- else }}
+{{- list (include "mda-template.ingressPath" .) | toJson }}
+{{- end }}
+{{- end }}
+
+{{/* One example row of a model's config (the argument) for the curl in NOTES.txt: inputSize
+zeros, or a record of the named inputs (0, false or "" by datatype). */}}
 {{- define "mda-template.exampleRow" -}}
-{{- if and (eq .Values.config.modelType "transformers") (not .Values.config.inputs) }}
+{{- if and (eq .modelType "transformers") (not .inputs) }}
 {{- toJson "a short text" }}
-{{- else if .Values.config.inputs }}
+{{- else if .inputs }}
 {{- $record := dict }}
-{{- range .Values.config.inputs }}
+{{- range .inputs }}
 {{- $value := 0 }}
 {{- if eq .datatype "BYTES" }}{{ $value = "" }}{{ else if eq .datatype "BOOL" }}{{ $value = false }}{{ end }}
 {{- $_ := set $record .name $value }}
@@ -102,20 +121,20 @@ inputs (0, false or "" by datatype). */}}
 {{- toJson $record }}
 {{- else }}
 {{- $row := list }}
-{{- range until (int .Values.config.inputSize) }}
+{{- range until (int .inputSize) }}
 {{- $row = append $row 0 }}
 {{- end }}
 {{- toJson $row }}
 {{- end }}
 {{- end }}
 
-{{/* What the model takes, in words, for NOTES.txt. */}}
+{{/* What a model (its config, the argument) takes, in words, for NOTES.txt. */}}
 {{- define "mda-template.inputsSummary" -}}
-{{- if and (eq .Values.config.modelType "transformers") (not .Values.config.inputs) }}
+{{- if and (eq .modelType "transformers") (not .inputs) }}
 {{- print "text" }}
-{{- else if .Values.config.inputs }}
-{{- len .Values.config.inputs }} named inputs
+{{- else if .inputs }}
+{{- len .inputs }} named inputs
 {{- else }}
-{{- .Values.config.inputSize }} features
+{{- .inputSize }} features
 {{- end }}
 {{- end }}

@@ -1,6 +1,7 @@
 {{/*
-Gateway API routes (gateway.networking.k8s.io/v1). The HTTPRoute sends the model's path
-(PathPrefix, no rewrite: the server answers under its prefix) to the Service; with a canary,
+Gateway API routes (gateway.networking.k8s.io/v1). The HTTPRoute sends the model's path (a
+pool: each model's, 64 to a rule, the most a rule matches) (PathPrefix, no rewrite: the server
+answers under its prefix) to the Service; with a canary,
 to both tracks by weight, the canary alone for requests with canary.header, and a mirrored
 share of traffic to the canary (a shadow: its answers are discarded).
 */}}
@@ -41,41 +42,49 @@ spec:
 {{- define "mda-template.httproute" -}}
 {{- if .Values.httpRoute.enabled }}
 {{- $fullname := include "mda-template.fullname" . }}
-{{- $path := include "mda-template.ingressPath" . }}
+{{- $groups := include "mda-template.paths" . | fromJsonArray | chunk 64 }}
 {{- $canary := .Values.canary }}
 apiVersion: gateway.networking.k8s.io/v1
 kind: HTTPRoute
 {{ include "mda-template.routeMeta" (dict "root" . "route" .Values.httpRoute) }}
   rules:
     {{- if and $canary.enabled $canary.header }}
+    {{- range $groups }}
     # Requests that carry the canary header reach the canary alone, whatever its weight.
     - matches:
+        {{- range . }}
         - path:
             type: PathPrefix
-            value: {{ $path }}
+            value: {{ . }}
           headers:
             - type: Exact
               name: {{ $canary.header.name }}
               value: {{ $canary.header.value | quote }}
+        {{- end }}
       backendRefs:
         - name: {{ $fullname }}-canary
-          port: {{ .Values.service.port }}
+          port: {{ $.Values.service.port }}
     {{- end }}
+    {{- end }}
+    {{- range $groups }}
     - matches:
+        {{- range . }}
         - path:
             type: PathPrefix
-            value: {{ $path }}
+            value: {{ . }}
+        {{- end }}
       {{- if and $canary.enabled $canary.mirrorPercent }}
       filters:
         - type: RequestMirror
           requestMirror:
             backendRef:
               name: {{ $fullname }}-canary
-              port: {{ .Values.service.port }}
+              port: {{ $.Values.service.port }}
             percent: {{ int $canary.mirrorPercent }}
       {{- end }}
       backendRefs:
-        {{- include "mda-template.backendRefs" (dict "root" . "port" .Values.service.port) | nindent 8 }}
+        {{- include "mda-template.backendRefs" (dict "root" $ "port" $.Values.service.port) | nindent 8 }}
+    {{- end }}
 {{- end }}
 {{- end }}
 

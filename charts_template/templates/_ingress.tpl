@@ -1,7 +1,8 @@
 {{/*
-The model's own path on any Ingress controller: a plain Prefix match, no controller-specific
-annotations (the server answers under its prefix itself, MDA_ROOT_PATH, so nothing needs
-rewriting). ingress.annotations adds any the controller wants.
+The model's own path on any Ingress controller (a pool: each model's), a plain Prefix match,
+no controller-specific annotations (the server answers under its prefix itself, MDA_ROOT_PATH
+or a pool's model names, so nothing needs rewriting). ingress.annotations adds any the
+controller wants.
 */}}
 {{- define "mda-template.ingress" -}}
 {{- if .Values.ingress.enabled }}
@@ -28,13 +29,15 @@ spec:
   rules:
     - http:
         paths:
-          - path: {{ include "mda-template.ingressPath" . }}
+          {{- range include "mda-template.paths" . | fromJsonArray }}
+          - path: {{ . }}
             pathType: Prefix
             backend:
               service:
                 name: {{ $fullname }}
                 port:
                   name: http
+          {{- end }}
       {{- with .Values.ingress.host }}
       host: {{ . | quote }}
       {{- end }}

@@ -1,15 +1,24 @@
 {{- define "mda-template.notes" -}}
 {{- $fullname := include "mda-template.fullname" . -}}
-{{- $path := include "mda-template.ingressPath" . -}}
-{{ .Values.config.name | default "model" }} ({{ .Values.config.job }}, {{ include "mda-template.inputsSummary" . }}) is being deployed as {{ $fullname }} in namespace {{ .Release.Namespace }}.
+{{- $paths := include "mda-template.paths" . | fromJsonArray -}}
+{{- $path := first $paths -}}
+{{- $pool := include "mda-template.isPool" . -}}
+{{- $first := .Values.config -}}
+{{- if $pool }}
+{{- $first = first .Values.config.models | default dict -}}
+A pool of {{ len .Values.config.models }} models ({{ join ", " $paths }}) is being deployed as {{ $fullname }} in namespace {{ .Release.Namespace }}; each model answers under its own path.
+The pods turn ready once every model has been loaded once; watch them with:
+{{- else }}
+{{ .Values.config.name | default "model" }} ({{ .Values.config.job }}, {{ include "mda-template.inputsSummary" .Values.config }}) is being deployed as {{ $fullname }} in namespace {{ .Release.Namespace }}.
 The pods turn ready once the model is downloaded and loaded; watch them with:
+{{- end }}
 
   kubectl -n {{ .Release.Namespace }} rollout status deployment/{{ $fullname }}
   helm test {{ .Release.Name }} -n {{ .Release.Namespace }}
 
 {{- if .Values.httpRoute.enabled }}
 
-The HTTPRoute {{ $fullname }} sends {{ if .Values.httpRoute.hostnames }}{{ join ", " .Values.httpRoute.hostnames }}{{ else }}every hostname of its Gateway{{ end }} at {{ $path }} to this model.
+The HTTPRoute {{ $fullname }} sends {{ if .Values.httpRoute.hostnames }}{{ join ", " .Values.httpRoute.hostnames }}{{ else }}every hostname of its Gateway{{ end }} at {{ join ", " $paths }} to {{ if $pool }}this pool{{ else }}this model{{ end }}.
 {{- end }}
 {{- if .Values.canary.enabled }}
 
@@ -18,7 +27,7 @@ Set its share with `mda canary {{ .Release.Name }} --weight N`; promote it with 
 {{- end }}
 {{- if .Values.ingress.enabled }}
 
-The model's URL, through the ingress controller ({{ .Values.ingress.className | default "default class" }}):
+{{ if $pool }}The URL of {{ $first.name }} (each model's is its own path){{ else }}The model's URL{{ end }}, through the ingress controller ({{ .Values.ingress.className | default "default class" }}):
 {{- if .Values.ingress.host }}
 
   export MODEL_URL={{ if .Values.ingress.tls }}https{{ else }}http{{ end }}://{{ .Values.ingress.host }}{{ $path }}
@@ -32,13 +41,13 @@ The model's URL, through the ingress controller ({{ .Values.ingress.className | 
 No ingress: reach the model through a port-forward:
 
   kubectl -n {{ .Release.Namespace }} port-forward service/{{ $fullname }} 8080:{{ .Values.service.port }} &
-  export MODEL_URL=http://127.0.0.1:8080
+  export MODEL_URL=http://127.0.0.1:8080{{ if $pool }}{{ $path }}{{ end }}
 {{- end }}
 
 Try it:
 
   curl -s $MODEL_URL/v2/health/ready
-  curl -s -X POST $MODEL_URL/predict -H 'Content-Type: application/json' -d '{"instances": [{{ include "mda-template.exampleRow" . }}]}'
+  curl -s -X POST $MODEL_URL/predict -H 'Content-Type: application/json' -d '{"instances": [{{ include "mda-template.exampleRow" $first }}]}'
 
 Try it in a browser, on a form drawn from the model's inputs: $MODEL_URL/
 Prometheus metrics: $MODEL_URL/metrics

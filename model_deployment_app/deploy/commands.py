@@ -1,4 +1,4 @@
-"""The chart subcommands of `mda`: new-model, render, deploy, undeploy, canary, promote.
+"""The chart subcommands of `mda`: new-model, new-pool, render, deploy, undeploy, canary, promote.
 
 `cli.py` calls `add_commands` with its subparsers; each command sets `handler`, which returns
 the exit status. Mistakes a user can make raise UserError, which `cli.py` prints as one line.
@@ -20,6 +20,7 @@ _ROOT_HELP = "repository root holding charts_template/ and k8s_dev/ (default: $M
 def add_commands(subparsers: Any) -> None:
     """Add new-model, render, lint, deploy and undeploy to the `mda` parser."""
     _add_new_model(subparsers)
+    _add_new_pool(subparsers)
     _add_render(subparsers)
     _add_lint(subparsers)
     _add_deploy(subparsers)
@@ -159,8 +160,55 @@ def _add_new_model(subparsers: Any) -> None:
         metavar="REPO",
         help="base image repository, without tag (default: %(default)s)",
     )
+    parser.add_argument(
+        "--into",
+        metavar="POOL",
+        help="add the model to the pool chart k8s_dev/POOL (mda new-pool) instead of writing "
+        "a chart of its own",
+    )
     parser.add_argument("--root", help=_ROOT_HELP)
     parser.set_defaults(handler=_new_model)
+
+
+def _add_new_pool(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "new-pool",
+        help="create the Helm chart of a model pool (many models in one pod) in k8s_dev/POOL",
+        description="Create k8s_dev/POOL, a chart that serves many models in one pod, each "
+        "under its own path /<name>, within a memory budget (docs: guides/pools.md). Add "
+        "models with `mda new-model NAME --into POOL`.",
+    )
+    parser.add_argument("name", metavar="POOL", help="pool name: a DNS label, e.g. stores")
+    parser.add_argument(
+        "--memory-budget",
+        default="",
+        metavar="SIZE",
+        help="memory the loaded models may hold, e.g. 1536Mi (default: half of the pod's "
+        "memory limit)",
+    )
+    parser.add_argument(
+        "--image",
+        default=DEFAULT_IMAGE,
+        metavar="REPO",
+        help="base image repository, without tag (default: %(default)s)",
+    )
+    parser.add_argument("--root", help=_ROOT_HELP)
+    parser.set_defaults(handler=_new_pool)
+
+
+def _new_pool(args: argparse.Namespace) -> int:
+    from model_deployment_app.deploy.pool_chart import new_pool
+
+    repo = Repo.find(args.root)
+    chart = new_pool(repo, args.name, args.image, args.memory_budget)
+    where = chart.relative_to(repo.root) if chart.is_relative_to(repo.root) else chart
+    print(
+        f"created {where}: a pool of no models yet\n"
+        f"next: add models with `mda new-model NAME --into {args.name}`, then\n"
+        f"  make k8s-render MODEL={args.name}\n"
+        f"  make k8s-deploy MODEL={args.name}"
+    )
+    return 0
 
 
 def _input_specs(text: str) -> tuple[tuple[str, str], ...]:
@@ -214,10 +262,20 @@ def _new_model(args: argparse.Namespace) -> int:
         refresh_seconds=args.refresh_seconds,
     )
     repo = Repo.find(args.root)
-    chart = new_model(repo, spec)
-    where = chart.relative_to(repo.root) if chart.is_relative_to(repo.root) else chart
     source = spec.mlflow_uri or f"gs://{spec.bucket}/{spec.blob_path}"
     first = "register the model" if spec.mlflow_uri else "upload the model there"
+    if args.into:
+        from model_deployment_app.deploy.pool_chart import add_to_pool
+
+        print(add_to_pool(repo, args.into, spec), end="")
+        print(
+            f"added {spec.name} to pool {args.into}: {spec.job}, {spec.describe_inputs()}, "
+            f"{source}, at /{spec.name}\nnext: {first}, then\n"
+            f"  make k8s-deploy MODEL={args.into}"
+        )
+        return 0
+    chart = new_model(repo, spec)
+    where = chart.relative_to(repo.root) if chart.is_relative_to(repo.root) else chart
     print(
         f"created {where}: {spec.job}, {spec.describe_inputs()}, {source}\n"
         f"next: {first}, check {where}/values.yaml, then\n"

@@ -5,39 +5,11 @@ round-trip YAML edit), and print the change as a diff: with GitOps (Argo CD, Flu
 rollout is the commit. A model without an enabled canary is refused in one line.
 """
 
-import difflib
-import io
-from pathlib import Path
 from typing import Any
 
 from model_deployment_app.deploy.layout import Repo
+from model_deployment_app.deploy.values_file import load_values, write_values
 from model_deployment_app.errors import UserError
-
-
-def _yaml() -> Any:
-    from ruamel.yaml import YAML
-
-    yaml = YAML()
-    yaml.preserve_quotes = True
-    yaml.width = 4096
-    yaml.indent(mapping=2, sequence=4, offset=2)
-    return yaml
-
-
-def _load(path: Path) -> tuple[Any, str]:
-    text = path.read_text()
-    return _yaml().load(text), text
-
-
-def _write(path: Path, data: Any, before: str) -> str:
-    buffer = io.StringIO()
-    _yaml().dump(data, buffer)
-    after = buffer.getvalue()
-    path.write_text(after)
-    name = str(path)
-    return "".join(
-        difflib.unified_diff(before.splitlines(True), after.splitlines(True), name, name)
-    )
 
 
 def _enabled_canary(values: Any, model: str) -> Any:
@@ -67,9 +39,9 @@ def set_weight(repo: Repo, model: str, weight: int) -> str:
     if not 0 <= weight <= 100:
         raise UserError(f"--weight must be between 0 and 100 (percent), got {weight}")
     path = repo.chart_dir(model) / "values.yaml"
-    values, before = _load(path)
+    values, before = load_values(path)
     _enabled_canary(values, model)["weight"] = weight
-    return _write(path, values, before)
+    return write_values(path, values, before)
 
 
 def promote(repo: Repo, model: str) -> str:
@@ -78,7 +50,7 @@ def promote(repo: Repo, model: str) -> str:
     from ruamel.yaml.comments import CommentedMap
 
     path = repo.chart_dir(model) / "values.yaml"
-    values, before = _load(path)
+    values, before = load_values(path)
     canary = _enabled_canary(values, model)
     _merge(values["config"], canary.get("config") or {})
     tag = (canary.get("image") or {}).get("tag")
@@ -95,7 +67,7 @@ def promote(repo: Repo, model: str) -> str:
             trailing.value = value[value.index("\n") :]
             trailing.start_mark.column = 0
         canary.ca.items["config"] = [None, None, trailing, None]
-    return _write(path, values, before)
+    return write_values(path, values, before)
 
 
 def _trailing_comment(node: Any) -> Any:

@@ -9,6 +9,7 @@ nothing behind.
 import json
 import shutil
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -78,25 +79,33 @@ class ModelSpec:
 def new_model(repo: Repo, spec: ModelSpec) -> Path:
     """Create k8s_dev/<name>; UserError (nothing written) for a bad or taken name."""
     validate_name(spec.name)
-    target = repo.charts_dir / spec.name
-    if target.exists():
-        raise UserError(f"model {spec.name!r} already exists: {target}")
-    _refuse_taken_path(repo, spec.name)
-    _check_config(spec)
-    replacements = _replacements(repo, spec)
+    refuse_existing_chart(repo, spec.name)
+    refuse_taken_name(repo, spec.name)
+    check_config(spec)
+    return write_chart(
+        repo, spec.name, _replacements(repo, spec), lambda c: _check_rendered(c, spec)
+    )
 
+
+def write_chart(
+    repo: Repo, name: str, replacements: dict[str, str], check: Callable[[Path], None]
+) -> Path:
+    """k8s_dev/<name> from the starter with `replacements` filled in, `check`ed before it is
+    moved into place (a failure leaves nothing behind)."""
+    refuse_existing_chart(repo, name)
+    target = repo.charts_dir / name
     repo.charts_dir.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{spec.name}-", dir=repo.charts_dir))
+    staging = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=repo.charts_dir))
     try:
-        chart = staging / spec.name
+        chart = staging / name
         chart.mkdir()
-        for name in _RENDERED:
-            text = (repo.starter_dir / name).read_text()
-            (chart / name).write_text(_render(text, replacements))
-        for name in SHARED:
-            (chart / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(repo.starter_dir / name, chart / name)
-        _check_rendered(chart, spec)
+        for file in _RENDERED:
+            text = (repo.starter_dir / file).read_text()
+            (chart / file).write_text(_render(text, replacements))
+        for file in SHARED:
+            (chart / file).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(repo.starter_dir / file, chart / file)
+        check(chart)
         chart.rename(target)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
@@ -104,18 +113,23 @@ def new_model(repo: Repo, spec: ModelSpec) -> Path:
 
 
 def _replacements(repo: Repo, spec: ModelSpec) -> dict[str, str]:
+    section = (repo.starter_dir / "config-model.yaml").read_text().rstrip("\n")
     return {
-        "<CHARTNAME>": spec.name,
+        "<CONFIG_SECTION>": section,
+        "<DESCRIPTION>": f"the {spec.name} model ({spec.job}, {spec.describe_inputs()})",
+        **common_replacements(repo, spec.name, spec.image),
         "<JOB>": spec.job,
         "<INPUT_SCHEMA>": _input_schema(spec),
-        "<INPUTS_SUMMARY>": spec.describe_inputs(),
         "<MODEL_TYPE>": spec.model_type,
         "<MODEL_SOURCE>": _indented(_model_source(spec), "    "),
-        "<ENV>": json.dumps(_env(spec)),
-        "<IMAGE>": spec.image,
+        "<ENV>": json.dumps(model_env(spec)),
         "<IMAGE_VARIANT>": spec.image_variant,
-        "<APP_VERSION>": package_version(repo),
     }
+
+
+def common_replacements(repo: Repo, name: str, image: str) -> dict[str, str]:
+    """What every chart fills in, a model's or a pool's (after its config section)."""
+    return {"<CHARTNAME>": name, "<IMAGE>": image, "<APP_VERSION>": package_version(repo)}
 
 
 def _input_schema(spec: ModelSpec) -> str:
@@ -153,7 +167,7 @@ def _model_source(spec: ModelSpec) -> dict[str, Any]:
     }
 
 
-def _env(spec: ModelSpec) -> dict[str, str]:
+def model_env(spec: ModelSpec) -> dict[str, str]:
     return {"MLFLOW_TRACKING_URI": spec.mlflow_tracking_uri} if spec.mlflow_uri else {}
 
 
@@ -168,7 +182,7 @@ def _render(text: str, replacements: dict[str, str]) -> str:
     return text
 
 
-def _config(spec: ModelSpec) -> dict[str, Any]:
+def model_config(spec: ModelSpec) -> dict[str, Any]:
     """The config block the chart will carry (CONTRACT section 2)."""
     return {
         "name": spec.name,
@@ -185,13 +199,13 @@ def _config(spec: ModelSpec) -> dict[str, Any]:
     }
 
 
-def _check_config(spec: ModelSpec) -> None:
+def check_config(spec: ModelSpec) -> None:
     """Refuse answers the server would refuse at start-up, before writing anything."""
     for value in (spec.project, spec.bucket, spec.blob_path, spec.image, spec.mlflow_tracking_uri):
         if any(c in value for c in '"\\\n'):
             raise UserError(f"{value!r}: quotes, backslashes and newlines are not allowed")
     try:
-        parse_config(_config(spec), source="model config")
+        parse_config(model_config(spec), source="model config")
     except StartupError as error:
         raise UserError(str(error)) from None
 
@@ -201,22 +215,37 @@ def _check_rendered(chart: Path, spec: ModelSpec) -> None:
     something else)."""
     meta = yaml.safe_load((chart / "Chart.yaml").read_text())
     values = yaml.safe_load((chart / "values.yaml").read_text())
-    if meta.get("name") != spec.name or values.get("config") != _config(spec):
+    if meta.get("name") != spec.name or values.get("config") != model_config(spec):
         raise UserError(f"{spec.name!r} cannot be written as plain YAML; pick another name")
-    if values.get("env") != _env(spec):
+    if values.get("env") != model_env(spec):
         raise UserError(f"{spec.mlflow_tracking_uri!r} cannot be written as plain YAML")
     if values.get("image", {}).get("repository") != spec.image:
         raise UserError(f"image {spec.image!r} cannot be written as plain YAML")
 
 
-def _refuse_taken_path(repo: Repo, name: str) -> None:
-    """Each model owns its ingress path; refuse a name whose /<name> another chart uses."""
+def refuse_existing_chart(repo: Repo, name: str) -> None:
+    target = repo.charts_dir / name
+    if target.exists():
+        raise UserError(f"model {name!r} already exists: {target}")
+
+
+def refuse_taken_name(repo: Repo, name: str) -> None:
+    """Each model owns its path `/<name>`: refuse a name whose path a chart already routes
+    (a model chart's ingress path, or a pool's model)."""
     wanted = f"/{name}"
     for other in repo.model_names():
-        values = repo.charts_dir / other / "values.yaml"
+        values_file = repo.charts_dir / other / "values.yaml"
         try:
-            ingress = (yaml.safe_load(values.read_text()) or {}).get("ingress") or {}
+            values = yaml.safe_load(values_file.read_text()) or {}
         except (OSError, yaml.YAMLError):
             continue
-        if str(ingress.get("path") or f"/{other}").rstrip("/") == wanted:
-            raise UserError(f"ingress path {wanted} is already used by model {other!r}")
+        config = values.get("config") or {}
+        if isinstance(config.get("models"), list):
+            paths = [f"/{m.get('name')}" for m in config["models"] if isinstance(m, dict)]
+            where = f"pool {other!r}"
+        else:
+            ingress = values.get("ingress") or {}
+            paths = [str(ingress.get("path") or f"/{other}").rstrip("/")]
+            where = f"model {other!r}"
+        if wanted in paths:
+            raise UserError(f"path {wanted} is already used by {where}")
