@@ -108,12 +108,12 @@ class ModelPool:
         """`load_model`, and the resident memory it added (remembered as its size). A load
         that imported modules (the first model of a family, or of a class no model before
         it used) is made again, so that what the imports hold is not counted as its own."""
-        for _ in range(2):
+        for attempt in range(2):
             give_back()
             modules, before = len(sys.modules), resident_bytes()
             model = load_model(config, self.settings)
             size = max(0, resident_bytes() - before)
-            if len(sys.modules) == modules:
+            if len(sys.modules) == modules or attempt:
                 break
             del model
         model.memory_bytes = self.sizes[config.name] = size
