@@ -108,16 +108,19 @@ class ModelPool:
         """`load_model`, and the resident memory it added (remembered as its size). A load
         that imported modules (the first model of a family, or of a class no model before
         it used) is made again, so that what the imports hold is not counted as its own."""
-        for attempt in range(2):
-            give_back()
-            modules, before = len(sys.modules), resident_bytes()
-            model = load_model(config, self.settings)
-            size = max(0, resident_bytes() - before)
-            if len(sys.modules) == modules or attempt:
-                break
+        model, size, imported = self._sized_load(config)
+        if imported:
             del model
+            model, size, _ = self._sized_load(config)
         model.memory_bytes = self.sizes[config.name] = size
         return model
+
+    def _sized_load(self, config: ModelConfig) -> tuple[LoadedModel, int, bool]:
+        """A load, the resident memory it added, and whether it imported modules."""
+        give_back()
+        modules, before = len(sys.modules), resident_bytes()
+        model = load_model(config, self.settings)
+        return model, max(0, resident_bytes() - before), len(sys.modules) != modules
 
     def release(self) -> None:
         """Let go of every model (the parent of pre-forked workers, once they hold them)."""
