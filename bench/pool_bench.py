@@ -179,9 +179,9 @@ def _cold_figures(
     figures: PoolFigures, pool_config: Path, names: list[str], bodies: list[bytes],
     sizes: dict[str, float], duration: float, warmup: float,
 ) -> None:  # fmt: skip
-    """A budget that holds the first BUDGET_HOLDS models: the hot model's p99 while the others
+    """A budget that holds about BUDGET_HOLDS models: the hot model's p99 while the others
     load on demand, and what one cold load adds to its request."""
-    budget = int(sum(sorted(sizes.values(), reverse=True)[:BUDGET_HOLDS])) + (64 << 10)
+    budget = int(sum(sizes.values()) * BUDGET_HOLDS / MODELS)  # about BUDGET_HOLDS of them
     port = servers.free_port()
     hot = names[0]
     hot_requests = [loadgen.post_request(servers.HOST, port, f"/{hot}/predict", b) for b in bodies]
@@ -208,7 +208,8 @@ def _cold_figures(
     figures.rows.append((f"  the cold stream, {COLD_PER_S} loads/s", len(cold) / duration,
                          max(cold, default=float("nan")), 0))  # fmt: skip
     figures.notes.append(
-        f"budget {budget / (1 << 20):.1f} MiB (the {BUDGET_HOLDS} largest models); "
+        f"budget {budget / (1 << 20):.1f} MiB ({100 * BUDGET_HOLDS // MODELS} % of what "
+        "all models hold); "
         f"{loads:.0f} loads in all"
     )
     p99 = busy.percentile_ms(99) / alone.percentile_ms(99)

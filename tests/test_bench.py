@@ -56,3 +56,19 @@ def test_a_short_bench_run_draws_each_of_its_tables_as_an_svg_chart(tmp_path: Pa
     targets = ElementTree.parse(charts / "targets-ratios-within-this-run.svg").getroot()
     assert "native file req/s" in "".join(targets.itertext())
     assert f"{len(tables) + 1} charts in {charts}/" in run.stdout
+
+
+@pytest.mark.slow
+def test_a_short_pool_run_measures_each_density_figure() -> None:
+    run = subprocess.run(
+        [sys.executable, str(BENCH / "run.py"), "--quick", "--only", "pool",
+         "--duration", "0.5", "--warmup", "0.1"],
+        capture_output=True, text=True, timeout=400,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr[-3000:]
+    figures = ("pool PSS / one model's PSS", "Zipf pool req/s / one model's",
+               "hot p99 with cold loads / alone", "cold load added to a request (ms)")  # fmt: skip
+    for figure in figures:
+        [line] = [line for line in run.stdout.splitlines() if figure in line]
+        assert re.search(r" [0-9]+\.[0-9]{2}  \(target", line), line
+    assert re.search(r"[1-9][0-9]* loads in all", run.stdout), run.stdout[-2000:]
