@@ -31,7 +31,7 @@ from model_deployment_app.inputs import ModelInput, concat
 # A batch key says what to compute (here: which loaded model, which output); only requests
 # with equal keys share a call.
 ModelCall = Callable[[Hashable, ModelInput], np.ndarray]
-BatchObserver = Callable[[int, float], None]
+BatchObserver = Callable[[Hashable, np.ndarray, float], None]  # key, answers, seconds
 _KEYS_REMEMBERED = 16
 
 
@@ -172,7 +172,7 @@ class Batcher:
         seconds = time.perf_counter() - started
         self._remember(key, seconds, len(rows))
         if self._observe is not None:
-            self._observe(len(rows), seconds)
+            self._observe(key, result, seconds)
         offset = 0
         for pending in group:
             end = offset + len(pending.rows)

@@ -20,6 +20,7 @@ from model_deployment_app.errors import InvalidInput, NotReady, PredictionFailed
 from model_deployment_app.inputs import ModelInput, row_keys
 from model_deployment_app.memory import resident_bytes
 from model_deployment_app.metrics import Metrics
+from model_deployment_app.payload_log.exchange import CURRENT
 from model_deployment_app.predictor import LoadedModel
 from model_deployment_app.settings import Settings
 
@@ -67,7 +68,7 @@ class DataPlane:
             self._executor,
             max_rows=settings.batching.max_batch_size,
             max_delay_seconds=settings.batching.max_batch_delay_ms / 1000,
-            observe=self.metrics.observe_batch,
+            observe=self._observe_batch,
             inline_below_seconds=INLINE_CALL_SECONDS,
             inline=self._may_inline,
         )
@@ -179,6 +180,12 @@ class DataPlane:
         model: LoadedModel = key[0]  # type: ignore[index]  # the batch key infer() builds
         return model.inline
 
+    def _observe_batch(self, key: Hashable, answers: np.ndarray, seconds: float) -> None:
+        model: LoadedModel = key[0]  # type: ignore[index]  # the batch key infer() builds
+        output: str = key[1]  # type: ignore[index]
+        self.metrics.observe_batch(len(answers), seconds)
+        self.metrics.observe_answers(output, answers, model.classes is not None)
+
     @staticmethod
     def _call_model(key: Hashable, rows: ModelInput) -> np.ndarray:
         model, output = key  # type: ignore[misc]  # the batch key infer() builds
@@ -228,6 +235,18 @@ class DataPlane:
             else:
                 low = middle + 1
         return high - 1
+
+    def log_payloads(self) -> None:
+        """Note each answer in the request's payload exchange (`payload_log.CURRENT`): from
+        now on `infer` is `_logged_infer` (when the log is off, requests pay nothing)."""
+        self.infer = self._logged_infer  # type: ignore[method-assign]
+
+    async def _logged_infer(self, model: LoadedModel, rows: ModelInput, output: str) -> np.ndarray:
+        values = await DataPlane.infer(self, model, rows, output)
+        exchange = CURRENT.get()
+        if exchange is not None:
+            exchange.saw(model.version, model.schema.frame_columns, rows, output, values)
+        return values
 
     async def infer(self, model: LoadedModel, rows: ModelInput, output: str) -> np.ndarray:
         """`model`'s `output` for each row of `rows`, from the cache where it can. The caller

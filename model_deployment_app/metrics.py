@@ -6,6 +6,7 @@ prometheus-client is imported, and `/metrics` aggregates every worker's files.
 
 import os
 
+import numpy as np
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
@@ -21,6 +22,12 @@ _LATENCY_BUCKETS = (
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 )  # fmt: skip
 _BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096)
+# The top class's probability: where a classifier's answers sit, per track (canary or not).
+_CONFIDENCE_BUCKETS = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.95, 0.99, 1.0)
+# A regressor's values, either sign, by order of magnitude.
+_VALUE_BUCKETS = tuple(
+    sorted({sign * 10.0**power for sign in (-1, 1) for power in range(-2, 7)} | {0.0})
+)
 
 
 def _multiprocess() -> bool:
@@ -84,6 +91,14 @@ class Metrics:
             "mda_model_memory_bytes", "Memory the loaded model holds (its objects and compiled "
             "engine; 0 when unloaded)", ["model"], registry=r, multiprocess_mode="livesum",
         )  # fmt: skip
+        self.prediction_confidence = Histogram(
+            "mda_prediction_confidence", "A classifier's top class probability, per row the "
+            "model computed", ["model"], buckets=_CONFIDENCE_BUCKETS, registry=r,
+        )  # fmt: skip
+        self.prediction_value = Histogram(
+            "mda_prediction_value", "A regressor's predicted values, per row the model computed",
+            ["model"], buckets=_VALUE_BUCKETS, registry=r,
+        )  # fmt: skip
         self.model_loads = Counter(
             "mda_model_loads", "Times a pool loaded the model (at start or on demand)", ["model"],
             registry=r,
@@ -91,6 +106,14 @@ class Metrics:
         self.model_evictions = Counter(
             "mda_model_evictions", "Times a pool unloaded the model to stay within its memory "
             "budget", ["model"], registry=r,
+        )  # fmt: skip
+
+        self.payload_log_records = Counter(
+            "mda_payload_log_records", "Payload records written to the sink", registry=r
+        )
+        self.payload_log_dropped = Counter(
+            "mda_payload_log_dropped", "Payload records dropped: the queue was full or the "
+            "sink failed", registry=r,
         )  # fmt: skip
 
     def of(self, model: str) -> "ModelMetrics":
@@ -121,11 +144,27 @@ class ModelMetrics:
         self.model_loads = metrics.model_loads.labels(model)
         self.model_evictions = metrics.model_evictions.labels(model)
         self._batch_rows = metrics.batch_rows.labels(model)
+        self._confidence = metrics.prediction_confidence.labels(model)
+        self._value = metrics.prediction_value.labels(model)
         self._inference_latency = metrics.inference_latency.labels(model)
 
     def observe_batch(self, rows: int, seconds: float) -> None:
         self._batch_rows.observe(rows)
         self._inference_latency.observe(seconds)
+
+    def observe_answers(self, output: str, answers: np.ndarray, classifier: bool) -> None:
+        """What the model said: a classifier's top probability per row, a regressor's values
+        (labels say nothing a histogram can hold)."""
+        if classifier and output == "predict_proba" and answers.ndim == 2:
+            observe = self._confidence.observe
+            values = answers.max(axis=1).tolist()
+        elif not classifier and answers.dtype.kind == "f":
+            observe = self._value.observe
+            values = answers.ravel().tolist()
+        else:
+            return
+        for value in values:
+            observe(value)
 
     def serving(self, version: str, track: str, value: int) -> None:
         """`mda_model_info` of one version: 1 while it serves."""

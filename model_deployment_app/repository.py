@@ -43,6 +43,12 @@ class Repository:
         assert self.pool is not None
         return self.pool.started
 
+    def version_of(self, name: str) -> str:
+        """The version `name` serves now ("" when none): a refused request's record."""
+        plane = self.planes.get(name)
+        model = plane.model if plane is not None else None
+        return model.version if model is not None else ""
+
     def _unknown(self, name: str) -> ModelNotFound:
         names = sorted(self.planes)
         shown = ", ".join(names[:20]) + (f" and {len(names) - 20} more" if len(names) > 20 else "")

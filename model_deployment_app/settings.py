@@ -120,6 +120,35 @@ class PoolSettings(_Env):
         return value
 
 
+class PayloadLogSettings(_Env):
+    """What each model received and answered (docs: guides/watching.md)."""
+
+    payload_log: str | None = None
+    """Where to write one record per request: stdout, file:///path, gs://bucket/prefix/, or an
+    http(s):// URL that takes CloudEvents; unset: off."""
+    payload_log_sample: float = Field(default=1.0, ge=0.0, le=1.0)
+    """The share of requests recorded, 0 to 1."""
+    payload_log_redact: str = ""
+    """Input names whose values are masked (`***`) in the records, comma-separated."""
+    payload_log_flush_seconds: float = Field(default=10.0, gt=0)
+    """gs://: records are written at least this often (and at shutdown)."""
+    payload_log_queue: int = Field(default=10_000, ge=1)
+    """Records waiting for the writer at most; past it a record is dropped and counted."""
+    payload_log_max_bytes: int = Field(default=100 * 1024 * 1024, ge=1024)
+    """file://: the file is rotated past this size (5 older files kept)."""
+
+    @field_validator("payload_log", mode="before")
+    @classmethod
+    def _blank_is_off(cls, value: object) -> object:
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @property
+    def redacted(self) -> frozenset[str]:
+        return frozenset(
+            filter(None, (name.strip() for name in self.payload_log_redact.split(",")))
+        )
+
+
 class TextModelSettings(_Env):
     """How a transformers text model runs (`modelType: transformers`)."""
 
@@ -183,6 +212,7 @@ class Settings:
         access: AccessSettings | None = None,
         compiling: CompileSettings | None = None,
         pool: PoolSettings | None = None,
+        payload_log: PayloadLogSettings | None = None,
     ) -> None:
         self.server = server or ServerSettings()
         self.cache = cache or CacheSettings()
@@ -191,3 +221,4 @@ class Settings:
         self.access = access or AccessSettings()
         self.compiling = compiling or CompileSettings()
         self.pool = pool or PoolSettings()
+        self.payload_log = payload_log or PayloadLogSettings()

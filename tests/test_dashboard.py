@@ -3,7 +3,9 @@
 import json
 import re
 from pathlib import Path
+from typing import Any
 
+import pytest
 from fastapi.testclient import TestClient
 from sklearn.pipeline import Pipeline
 
@@ -44,3 +46,42 @@ def test_the_dashboard_compares_the_stable_and_canary_tracks() -> None:
         if any("by (track" in t["expr"] or "le, track" in t["expr"] for t in p["targets"])
     ]
     assert len(by_track) >= 3, by_track  # requests, errors, latency
+
+
+def test_the_tracks_are_compared_on_latency_and_on_what_the_model_answers() -> None:
+    dashboard = json.loads(DASHBOARD.read_text())
+    per_track = {
+        t["expr"].split("(")[1].split(",")[0] + " " + name
+        for p in dashboard["panels"]
+        for t in p["targets"]
+        if "le, track" in t["expr"]
+        for name in re.findall(r"\b(mda_[a-z_]+)", t["expr"])
+    }
+    assert "0.5 mda_request_duration_seconds_bucket" in per_track  # p50
+    assert "0.99 mda_request_duration_seconds_bucket" in per_track  # p99
+    assert "0.5 mda_prediction_confidence_bucket" in per_track  # a classifier's answers
+    assert "0.5 mda_prediction_value_bucket" in per_track  # a regressor's
+
+
+def test_the_answer_histograms_hold_what_the_model_said(
+    iris_pipeline: Pipeline, gb_regressor: Any, diabetes: tuple[Any, Any]
+) -> None:
+    model = loaded(iris_pipeline, "classification", 4)
+    with TestClient(create_app(Settings(), model=model)) as client:
+        rows = [[5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.2, 2.3], [5.9, 3.0, 4.2, 1.5]]
+        client.post("/predict", json=rows)
+        text = client.get("/metrics").text
+    top = iris_pipeline.predict_proba(rows).max(axis=1)
+    assert f'mda_prediction_confidence_count{{model="toy"}} {len(rows)}.0' in text
+    [total] = [
+        line for line in text.splitlines() if line.startswith("mda_prediction_confidence_sum")
+    ]
+    assert float(total.split()[-1]) == pytest.approx(top.sum())
+    regressor = loaded(gb_regressor, "regression", 10)
+    with TestClient(create_app(Settings(), model=regressor)) as client:
+        client.post("/predict", json=diabetes[0][:4].tolist())
+        text = client.get("/metrics").text
+    values = gb_regressor.predict(diabetes[0][:4])
+    assert 'mda_prediction_value_count{model="toy"} 4.0' in text
+    below = sum(values <= 100)
+    assert f'mda_prediction_value_bucket{{le="100.0",model="toy"}} {below}.0' in text

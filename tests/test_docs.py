@@ -129,7 +129,7 @@ def test_every_setting_is_on_the_settings_page() -> None:
     page = (ROOT / "docs" / "reference" / "settings.md").read_text()
     classes = [settings.ServerSettings, settings.CacheSettings, settings.BatchingSettings,
                settings.TextModelSettings, settings.AccessSettings, settings.CompileSettings,
-               settings.PoolSettings]  # fmt: skip
+               settings.PoolSettings, settings.PayloadLogSettings]  # fmt: skip
     missing = [
         variable
         for cls in classes

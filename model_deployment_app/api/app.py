@@ -82,6 +82,16 @@ def create_app(
         )
     recorder = RequestRecorder(metrics)
     access = Access(settings.access, settings.cache.redis_url)
+    payload_log = None
+    if settings.payload_log.payload_log is not None:
+        from model_deployment_app.payload_log import PayloadLog
+
+        payload_log = PayloadLog(
+            settings.payload_log, metrics, settings.server.track, settings.server.workers,
+            repository.version_of,
+        )  # fmt: skip
+        for plane in repository.planes.values():
+            plane.log_payloads()
 
     def failed(raised: Exception, what: str) -> StartupError:
         if isinstance(raised, StartupError):
@@ -119,10 +129,12 @@ def create_app(
             server = settings.server
             grpc_server = await start_grpc_server(
                 repository, recorder, server.host, server.grpc_port,
-                shared_port=server.workers > 1, access=access,
+                shared_port=server.workers > 1, access=access, payload_log=payload_log,
             )  # fmt: skip
         for plane in repository.planes.values():
             plane.start_serving()
+        if payload_log is not None:
+            payload_log.start()  # its thread in the process that serves (after any fork)
         tasks = []
         if pool is not None and not pool.started:
             tasks.append(asyncio.create_task(start_pool(pool)))
@@ -140,6 +152,10 @@ def create_app(
                 await grpc_server.stop(grace=5)
             for plane in repository.planes.values():
                 await plane.stop()
+            if payload_log is not None:  # what is queued is written, within the grace period
+                await asyncio.to_thread(
+                    payload_log.close, max(1.0, settings.server.graceful_shutdown_seconds / 2)
+                )
             if cache is not None:
                 await cache.close()
 
@@ -192,5 +208,6 @@ def create_app(
         access=access,
         models=repository.prefixes,
         model=repository.only.name if repository.only is not None else "",
+        payload_log=payload_log,
     )
     return app

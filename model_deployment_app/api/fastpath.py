@@ -20,6 +20,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from model_deployment_app.access import TWO_TOKENS, Access, Kind, route_kind
 from model_deployment_app.api.middleware import MODEL_KEY, RequestRecorder
 from model_deployment_app.errors import ModelNotFound, NotReady, ServingError
+from model_deployment_app.payload_log import CURRENT, Exchange, PayloadLog
 
 SHUTTING_DOWN = NotReady("the server is shutting down: retry, another replica will answer")
 
@@ -38,14 +39,17 @@ class FastPath:
         access: Access | None = None,
         models: frozenset[str] = frozenset(),
         model: str = "",
+        payload_log: PayloadLog | None = None,
     ) -> None:
         """`routes`: (FastAPI route, endpoint) pairs, all POST. `root_path`: the prefix the
         server also answers under (`MDA_ROOT_PATH`), e.g. `/iris-classifier`. `access`: who
         may call (tokens, rate limits), asked before any route is served. `models`: a pool's
         model names, each a prefix its model's routes answer under (`/<name>/predict`), noted
         in the scope for the routes (`MODEL_KEY`). `model`: a one-model server's model, the
-        label of its requests' metrics."""
+        label of its requests' metrics. `payload_log`: record each hot request (and echo
+        its `x-request-id`)."""
         self.app = app
+        self.payload_log = payload_log
         self.models = models
         self.model = model
         self.access = access
@@ -136,10 +140,14 @@ class FastPath:
         scope["path_params"] = params
         named = params.get("name", "")  # a label only when it is one of the pool's own
         model = scope.get(MODEL_KEY) or self.model or (named if named in self.models else "")
+        exchange = None if self.payload_log is None else self._begin(scope, model, route.path)
+        refusal = ""
         try:
             response = await endpoint(Request(scope, receive))
         except ClientDisconnect:  # nobody left to answer: count it as nginx does
             self.recorder.record(route.path, "POST", 499, started, model)
+            if exchange is not None:
+                self.payload_log.finish(exchange, 499, "the client went away")  # type: ignore[union-attr]
             return
         except asyncio.CancelledError:  # the drain's deadline: say so, then stop
             response = self.error_response(SHUTTING_DOWN)
@@ -149,10 +157,28 @@ class FastPath:
             raise
         except Exception as error:
             response = self.error_response(error)
+            refusal = getattr(error, "message", "") or "internal server error"
+        if exchange is not None:
+            response.raw_headers.append((b"x-request-id", exchange.request_id.encode("latin-1")))
         try:
             await response(scope, receive, send)
         finally:
             self.recorder.record(route.path, "POST", response.status_code, started, model)
+            if exchange is not None:
+                self.payload_log.finish(exchange, response.status_code, refusal)  # type: ignore[union-attr]
+
+    def _begin(self, scope: Scope, model: str, route: str) -> Exchange:
+        """The request's payload exchange, current for its task; its id the caller's
+        `x-request-id` if any."""
+        request_id = None
+        for name, value in scope["headers"]:
+            if name == b"x-request-id":
+                request_id = value.decode("latin-1")[:200]
+                break
+        protocol = "rest" if route == "/predict" else "v2"
+        exchange = self.payload_log.begin(request_id, model, route, protocol)  # type: ignore[union-attr]
+        CURRENT.set(exchange)
+        return exchange
 
     async def _refuse(
         self, refused: ServingError, route: str, scope: Scope, receive: Receive, send: Send

@@ -18,6 +18,7 @@ from model_deployment_app.codecs.v2 import datatype_of, read_tensors
 from model_deployment_app.errors import MalformedRequest, NotReady, ServingError, StartupError
 from model_deployment_app.grpc_v2 import grpc_predict_v2_pb2 as pb
 from model_deployment_app.grpc_v2 import grpc_predict_v2_pb2_grpc as pb_grpc
+from model_deployment_app.payload_log import CURRENT, Exchange, PayloadLog
 from model_deployment_app.repository import Repository
 
 log = logging.getLogger(__name__)
@@ -96,9 +97,14 @@ def _peer_address(peer: str) -> str:
 
 class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
     def __init__(
-        self, repository: Repository, recorder: RequestRecorder, access: Access | None = None
+        self,
+        repository: Repository,
+        recorder: RequestRecorder,
+        access: Access | None = None,
+        payload_log: PayloadLog | None = None,
     ) -> None:
         self.repository = repository
+        self.payload_log = payload_log
         self.max_rows = repository.settings.server.max_rows
         self.recorder = recorder
         self.access = access if access is not None and access.guards else None
@@ -121,10 +127,12 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
         context: grpc.aio.ServicerContext,
         work: Callable[[], Awaitable[Any]],
         model: str = "",
+        exchange: Exchange | None = None,
     ) -> Any:
-        """Run `work`; a refusal becomes the gRPC status of its HTTP code, same message."""
+        """Run `work`; a refusal becomes the gRPC status of its HTTP code, same message.
+        `exchange`: the call's payload record, finished with the status."""
         started = time.perf_counter()
-        status = 200
+        status, message = 200, ""
         try:
             if self.access is not None:
                 await self._guard(context)
@@ -139,6 +147,9 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
             code, message = grpc.StatusCode.INTERNAL, "internal server error"
         finally:
             self.recorder.record(f"/{SERVICE}/{method}", "GRPC", status, started, model)
+            if exchange is not None:
+                context.set_trailing_metadata((("x-request-id", exchange.request_id),))
+                self.payload_log.finish(exchange, status, message)  # type: ignore[union-attr]
         await context.abort(code, message)
 
     async def ServerLive(self, request: Any, context: Any) -> pb.ServerLiveResponse:
@@ -185,9 +196,20 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
             return _infer_response(model, request.id, results)
 
         name = request.model_name  # a label only when it is one the server serves
-        return await self._answer(
-            "ModelInfer", context, work, name if name in self.repository.planes else ""
-        )
+        label = name if name in self.repository.planes else ""
+        exchange = None
+        if self.payload_log is not None:
+            metadata = dict(context.invocation_metadata() or ())
+            request_id = metadata.get("x-request-id") or request.id or None
+            exchange = self.payload_log.begin(
+                request_id, label or self._only_name(), f"/{SERVICE}/ModelInfer", "grpc"
+            )
+            CURRENT.set(exchange)
+        return await self._answer("ModelInfer", context, work, label, exchange)
+
+    def _only_name(self) -> str:
+        only = self.repository.only
+        return only.name if only is not None else ""
 
 
 async def start_grpc_server(
@@ -197,6 +219,7 @@ async def start_grpc_server(
     port: int,
     shared_port: bool,
     access: Access | None = None,
+    payload_log: PayloadLog | None = None,
 ) -> grpc.aio.Server:
     """Serve V2 over gRPC on host:port; `shared_port` lets every pre-forked worker bind it."""
     limit = repository.settings.server.max_body_bytes
@@ -208,7 +231,7 @@ async def start_grpc_server(
         ]
     )
     pb_grpc.add_GRPCInferenceServiceServicer_to_server(
-        InferenceServicer(repository, recorder, access), server
+        InferenceServicer(repository, recorder, access, payload_log), server
     )
     address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
     try:
