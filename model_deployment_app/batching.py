@@ -40,6 +40,7 @@ class _Pending:
     key: Hashable
     rows: ModelInput
     future: asyncio.Future[np.ndarray] = field(repr=False)
+    timing: list[int] | None = None  # filled with the call's [start ns, end ns, rows]
 
 
 class Batcher:
@@ -69,13 +70,16 @@ class Batcher:
         self._full: asyncio.Event | None = None
         self._worker: asyncio.Task[None] | None = None
 
-    async def predict(self, key: Hashable, rows: ModelInput) -> np.ndarray:
-        """Return the model's answer for `key` and `rows`, computed in some batch."""
+    async def predict(
+        self, key: Hashable, rows: ModelInput, timing: list[int] | None = None
+    ) -> np.ndarray:
+        """Return the model's answer for `key` and `rows`, computed in some batch. `timing`:
+        filled with that call's start and end (epoch nanoseconds) and its rows (a trace's)."""
         if self._worker is None or self._worker.done():
             self._start()
         assert self._wakeup is not None and self._full is not None
         future: asyncio.Future[np.ndarray] = asyncio.get_running_loop().create_future()
-        self._queue.append(_Pending(key, rows, future))
+        self._queue.append(_Pending(key, rows, future, timing))
         self._queued_rows += len(rows)
         self._wakeup.set()
         if self._queued_rows >= self._max_rows:
@@ -152,7 +156,7 @@ class Batcher:
         self, loop: asyncio.AbstractEventLoop, key: Hashable, group: list[_Pending]
     ) -> None:
         rows = concat([p.rows for p in group])
-        started = time.perf_counter()
+        started, started_ns = time.perf_counter(), time.time_ns()
         try:
             if self._runs_inline(key, len(rows)):
                 result = self._call(key, rows)
@@ -176,6 +180,8 @@ class Batcher:
         offset = 0
         for pending in group:
             end = offset + len(pending.rows)
+            if pending.timing is not None:
+                pending.timing[:] = (started_ns, started_ns + int(seconds * 1e9), len(rows))
             if not pending.future.done():
                 pending.future.set_result(result[offset:end])
             offset = end

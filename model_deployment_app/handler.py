@@ -23,6 +23,7 @@ from model_deployment_app.metrics import Metrics
 from model_deployment_app.payload_log.exchange import CURRENT
 from model_deployment_app.predictor import LoadedModel
 from model_deployment_app.settings import Settings
+from model_deployment_app.tracing import Tracing
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +62,7 @@ class DataPlane:
         self.last_used = 0.0  # monotonic seconds of the last request (a pool's LRU order)
         self.engine_bytes = 0  # what the compiled engine of the model serving added
         self.compile_countdown = 0  # requests before the model serving is compiled (0: now)
+        self._tracing: Tracing | None = None
         self._serving = False  # set in the process that serves (a pre-forked worker)
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mda-predict")
         self._batcher = Batcher(
@@ -201,7 +203,9 @@ class DataPlane:
         refuses. Anything else is a 500. Either way one
         log line, and only this request fails (the batcher isolates it)."""
         try:
-            return await self._batcher.predict((model, output), rows)
+            if self._tracing is None:
+                return await self._batcher.predict((model, output), rows)
+            return await self._traced_predict(model, output, rows, self._tracing)
         except asyncio.CancelledError:
             raise
         except (ValueError, TypeError, ArithmeticError, Warning) as error:
@@ -213,6 +217,21 @@ class DataPlane:
         except Exception as error:
             log.error("prediction failed: %s: %s", type(error).__name__, error)
             raise PredictionFailed(f"prediction failed: {type(error).__name__}: {error}") from None
+
+    async def _traced_predict(
+        self, model: LoadedModel, output: str, rows: ModelInput, tracing: Tracing
+    ) -> np.ndarray:
+        timing: list[int] = []
+        asked = time.time_ns()
+        result = await self._batcher.predict((model, output), rows, timing)
+        if timing:
+            started, ended, batch_rows = timing
+            tracing.past("batch wait", asked, started, **{"mda.rows": len(rows)})
+            tracing.past("model call", started, ended, **{
+                "mda.model": self.name, "mda.version": model.version,
+                "mda.batch.rows": batch_rows, "mda.engine": model.engine_name,
+            })  # fmt: skip
+        return result
 
     async def _first_refused_row(self, model: LoadedModel, output: str, rows: ModelInput) -> int:
         """The shortest failing prefix, by bisection: log2(rows) model calls."""
@@ -236,6 +255,10 @@ class DataPlane:
                 low = middle + 1
         return high - 1
 
+    def trace(self, tracing: Tracing) -> None:
+        """Add the cache look-up, the batcher's wait and the model call to requests' traces."""
+        self._tracing = tracing
+
     def log_payloads(self) -> None:
         """Note each answer in the request's payload exchange (`payload_log.CURRENT`): from
         now on `infer` is `_logged_infer` (when the log is off, requests pay nothing)."""
@@ -255,7 +278,11 @@ class DataPlane:
         if self.cache is None:
             return await self._compute(model, output, rows)
         keys = row_keys(rows, model.cache_prefix(output))
-        cached = await self.cache.get_many(keys)
+        if self._tracing is None:
+            cached = await self.cache.get_many(keys)
+        else:
+            with self._tracing.step("cache lookup", **{"mda.rows": len(keys)}):
+                cached = await self.cache.get_many(keys)
         missing = [i for i, value in enumerate(cached) if value is None]
         self.metrics.cache_hits.inc(len(rows) - len(missing))
         if not missing:

@@ -8,7 +8,7 @@ import time
 from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import grpc
 import httpx
@@ -175,7 +175,7 @@ def test_a_dead_sink_costs_requests_nothing_and_is_logged_once(
 class Receiver(BaseHTTPRequestHandler):
     """Collects what is posted: (headers, body)."""
 
-    received: list[tuple[dict[str, str], bytes]] = []
+    received: ClassVar[list[tuple[dict[str, str], bytes]]] = []
 
     def do_POST(self) -> None:  # the standard library's name
         body = self.rfile.read(int(self.headers["content-length"]))

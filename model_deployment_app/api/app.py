@@ -29,6 +29,7 @@ from model_deployment_app.pool import ModelPool
 from model_deployment_app.predictor import LoadedModel
 from model_deployment_app.repository import Repository
 from model_deployment_app.settings import Settings
+from model_deployment_app.tracing import Tracing, configured
 
 log = logging.getLogger(__name__)
 
@@ -92,6 +93,11 @@ def create_app(
         )  # fmt: skip
         for plane in repository.planes.values():
             plane.log_payloads()
+    tracing = None
+    if configured():
+        tracing = Tracing(f"mda-{next(iter(repository.planes))}")
+        for plane in repository.planes.values():
+            plane.trace(tracing)
 
     def failed(raised: Exception, what: str) -> StartupError:
         if isinstance(raised, StartupError):
@@ -130,11 +136,14 @@ def create_app(
             grpc_server = await start_grpc_server(
                 repository, recorder, server.host, server.grpc_port,
                 shared_port=server.workers > 1, access=access, payload_log=payload_log,
+                tracing=tracing,
             )  # fmt: skip
         for plane in repository.planes.values():
             plane.start_serving()
         if payload_log is not None:
             payload_log.start()  # its thread in the process that serves (after any fork)
+        if tracing is not None:
+            tracing.start()  # the same: the exporter's thread
         tasks = []
         if pool is not None and not pool.started:
             tasks.append(asyncio.create_task(start_pool(pool)))
@@ -156,6 +165,8 @@ def create_app(
                 await asyncio.to_thread(
                     payload_log.close, max(1.0, settings.server.graceful_shutdown_seconds / 2)
                 )
+            if tracing is not None:
+                await asyncio.to_thread(tracing.close)
             if cache is not None:
                 await cache.close()
 
@@ -209,5 +220,6 @@ def create_app(
         models=repository.prefixes,
         model=repository.only.name if repository.only is not None else "",
         payload_log=payload_log,
+        tracing=tracing,
     )
     return app

@@ -21,6 +21,7 @@ from model_deployment_app.access import TWO_TOKENS, Access, Kind, route_kind
 from model_deployment_app.api.middleware import MODEL_KEY, RequestRecorder
 from model_deployment_app.errors import ModelNotFound, NotReady, ServingError
 from model_deployment_app.payload_log import CURRENT, Exchange, PayloadLog
+from model_deployment_app.tracing import Tracing
 
 SHUTTING_DOWN = NotReady("the server is shutting down: retry, another replica will answer")
 
@@ -40,6 +41,7 @@ class FastPath:
         models: frozenset[str] = frozenset(),
         model: str = "",
         payload_log: PayloadLog | None = None,
+        tracing: Tracing | None = None,
     ) -> None:
         """`routes`: (FastAPI route, endpoint) pairs, all POST. `root_path`: the prefix the
         server also answers under (`MDA_ROOT_PATH`), e.g. `/iris-classifier`. `access`: who
@@ -47,9 +49,11 @@ class FastPath:
         model names, each a prefix its model's routes answer under (`/<name>/predict`), noted
         in the scope for the routes (`MODEL_KEY`). `model`: a one-model server's model, the
         label of its requests' metrics. `payload_log`: record each hot request (and echo
-        its `x-request-id`)."""
+        its `x-request-id`). `tracing`: a span for each hot request, joining the caller's
+        `traceparent`."""
         self.app = app
         self.payload_log = payload_log
+        self.tracing = tracing
         self.models = models
         self.model = model
         self.access = access
@@ -141,6 +145,14 @@ class FastPath:
         named = params.get("name", "")  # a label only when it is one of the pool's own
         model = scope.get(MODEL_KEY) or self.model or (named if named in self.models else "")
         exchange = None if self.payload_log is None else self._begin(scope, model, route.path)
+        span = None
+        if self.tracing is not None:
+            headers = ((k.decode("latin-1"), v.decode("latin-1")) for k, v in scope["headers"])
+            span = self.tracing.request(f"POST {route.path}", headers, **{
+                "http.route": route.path, "mda.model": model,
+            })  # fmt: skip
+            if exchange is not None:
+                exchange.trace_id = self.tracing.trace_id(span)
         refusal = ""
         try:
             response = await endpoint(Request(scope, receive))
@@ -148,6 +160,8 @@ class FastPath:
             self.recorder.record(route.path, "POST", 499, started, model)
             if exchange is not None:
                 self.payload_log.finish(exchange, 499, "the client went away")  # type: ignore[union-attr]
+            if span is not None:
+                self.tracing.ended(span, 499)  # type: ignore[union-attr]
             return
         except asyncio.CancelledError:  # the drain's deadline: say so, then stop
             response = self.error_response(SHUTTING_DOWN)
@@ -166,6 +180,8 @@ class FastPath:
             self.recorder.record(route.path, "POST", response.status_code, started, model)
             if exchange is not None:
                 self.payload_log.finish(exchange, response.status_code, refusal)  # type: ignore[union-attr]
+            if span is not None:
+                self.tracing.ended(span, response.status_code, refusal)  # type: ignore[union-attr]
 
     def _begin(self, scope: Scope, model: str, route: str) -> Exchange:
         """The request's payload exchange, current for its task; its id the caller's

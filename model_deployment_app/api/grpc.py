@@ -20,6 +20,7 @@ from model_deployment_app.grpc_v2 import grpc_predict_v2_pb2 as pb
 from model_deployment_app.grpc_v2 import grpc_predict_v2_pb2_grpc as pb_grpc
 from model_deployment_app.payload_log import CURRENT, Exchange, PayloadLog
 from model_deployment_app.repository import Repository
+from model_deployment_app.tracing import Tracing
 
 log = logging.getLogger(__name__)
 
@@ -102,9 +103,11 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
         recorder: RequestRecorder,
         access: Access | None = None,
         payload_log: PayloadLog | None = None,
+        tracing: Tracing | None = None,
     ) -> None:
         self.repository = repository
         self.payload_log = payload_log
+        self.tracing = tracing
         self.max_rows = repository.settings.server.max_rows
         self.recorder = recorder
         self.access = access if access is not None and access.guards else None
@@ -133,6 +136,14 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
         `exchange`: the call's payload record, finished with the status."""
         started = time.perf_counter()
         status, message = 200, ""
+        span = None
+        if self.tracing is not None:
+            span = self.tracing.request(
+                f"{SERVICE}/{method}", context.invocation_metadata() or (),
+                **{"rpc.method": method, "mda.model": model},
+            )  # fmt: skip
+            if exchange is not None:
+                exchange.trace_id = self.tracing.trace_id(span)
         try:
             if self.access is not None:
                 await self._guard(context)
@@ -150,6 +161,8 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
             if exchange is not None:
                 context.set_trailing_metadata((("x-request-id", exchange.request_id),))
                 self.payload_log.finish(exchange, status, message)  # type: ignore[union-attr]
+            if span is not None:
+                self.tracing.ended(span, status, message)  # type: ignore[union-attr]
         await context.abort(code, message)
 
     async def ServerLive(self, request: Any, context: Any) -> pb.ServerLiveResponse:
@@ -220,6 +233,7 @@ async def start_grpc_server(
     shared_port: bool,
     access: Access | None = None,
     payload_log: PayloadLog | None = None,
+    tracing: Tracing | None = None,
 ) -> grpc.aio.Server:
     """Serve V2 over gRPC on host:port; `shared_port` lets every pre-forked worker bind it."""
     limit = repository.settings.server.max_body_bytes
@@ -231,7 +245,7 @@ async def start_grpc_server(
         ]
     )
     pb_grpc.add_GRPCInferenceServiceServicer_to_server(
-        InferenceServicer(repository, recorder, access, payload_log), server
+        InferenceServicer(repository, recorder, access, payload_log, tracing), server
     )
     address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
     try:

@@ -7,6 +7,7 @@ dropped and counted, and logged once more when it works again. `close` writes wh
 within its timeout (the server calls it on SIGTERM, within the grace period).
 """
 
+import contextlib
 import logging
 import queue
 import threading
@@ -88,10 +89,8 @@ class Writer:
             if due:
                 self._write(pending)
                 pending = []
-        try:
+        with contextlib.suppress(Exception):  # shutting down: nothing left to tell
             self.sink.close()
-        except Exception:  # shutting down: nothing left to tell
-            pass
 
     def _record(self, exchange: Exchange) -> dict[str, Any] | None:
         try:
