@@ -31,7 +31,7 @@ QUICK_EXPORT = {"OTEL_BSP_SCHEDULE_DELAY": "100"}  # ms: spans leave within a mo
 class OtlpHttp(BaseHTTPRequestHandler):
     exports: ClassVar[list[otlp.ExportTraceServiceRequest]] = []
 
-    def do_POST(self) -> None:  # noqa: N802  # the standard library's name
+    def do_POST(self) -> None:  # the standard library's name
         body = self.rfile.read(int(self.headers["content-length"]))
         assert (
             self.path == "/v1/traces" and self.headers["content-type"] == "application/x-protobuf"
@@ -52,7 +52,7 @@ class OtlpGrpc(otlp_grpc.TraceServiceServicer):
     def __init__(self) -> None:
         self.exports: list[otlp.ExportTraceServiceRequest] = []
 
-    def Export(self, request: Any, context: Any) -> otlp.ExportTraceServiceResponse:  # noqa: N802
+    def Export(self, request: Any, context: Any) -> otlp.ExportTraceServiceResponse:
         self.exports.append(request)
         return otlp.ExportTraceServiceResponse()
 
