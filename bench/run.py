@@ -42,6 +42,8 @@ from report import (
     H2_GRPC,
     H2_REST,
     NO_SWAP,
+    PAYLOAD_LOGGED,
+    PAYLOAD_SAMPLED,
     PICKLED,
     REFERENCE,
     REFERENCE_BATCH,
@@ -301,6 +303,20 @@ def run_scenarios(bench: Bench, workdir: Path) -> None:
             )
 
 
+def run_logging_scenarios(bench: Bench, workdir: Path) -> None:
+    """What the payload log costs: the logistic regression's single uncached rows with and
+    without every request recorded to a file, twice each, alternating; then one in ten."""
+    single = Scenario(UNCACHED, models.prediction_bodies(5000, seed=1))
+    model = next(m for m in models.train(workdir) if m.name == "logreg")
+    mda = partial(servers.mda_serve, model.config, cache=False)
+    logged = partial(mda, payload_log=f"file://{workdir}/payloads.jsonl")
+    for _ in range(2):
+        bench.serve(model.name, UNCACHED, mda, [single])
+        bench.serve(model.name, PAYLOAD_LOGGED, logged, [single.renamed(PAYLOAD_LOGGED)])
+    sampled = partial(logged, payload_log_sample="0.1")
+    bench.serve(model.name, PAYLOAD_SAMPLED, sampled, [single.renamed(PAYLOAD_SAMPLED)])
+
+
 def run_compiled_scenarios(bench: Bench, workdir: Path) -> None:
     """Compiled inference: the logistic regression (exact) and the 100-tree forest (approx),
     each served compiled and with MDA_COMPILE=off, single uncached rows; and the compiled
@@ -363,10 +379,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--only",
-        choices=["tabular", "compiled", "families", "pool", "text"],
+        choices=["tabular", "compiled", "families", "logging", "pool", "text"],
         help="run only the tabular (scikit-learn), the compiled (MDA_COMPILE against off), "
-        "the model families' (XGBoost, LightGBM), the pool's (100 models in one pod) or the "
-        "text scenarios",
+        "the model families' (XGBoost, LightGBM), the payload log's cost, the pool's (100 "
+        "models in one pod) or the text scenarios",
     )
     parser.add_argument(
         "--baseline", metavar="REF", help="compare with this git ref instead (see baseline.py)"
@@ -416,6 +432,8 @@ def main(argv: list[str] | None = None) -> int:
                 run_compiled_scenarios(bench, Path(tmp))
             if args.only in (None, "families"):
                 run_family_scenarios(bench, Path(tmp))
+            if args.only in (None, "logging"):
+                run_logging_scenarios(bench, Path(tmp))
             bench.run()
             if args.only in (None, "pool"):
                 pool = pool_bench.run(Path(tmp), duration, warmup, bench.failures)

@@ -141,6 +141,10 @@ def test_a_request_joins_the_callers_trace_with_its_cache_wait_and_model_call(
     assert {"key": "service.name", "value": "iris-traced"} in [
         {"key": a.key, "value": a.value.string_value} for a in resource.attributes
     ]
+    deadline = time.monotonic() + 5  # the payload log writes within a second
+    while not (log.exists() and log.read_text()):
+        assert time.monotonic() < deadline, "no payload record"
+        time.sleep(0.05)
     [record] = [json.loads(line) for line in log.read_text().splitlines()]
     assert record["trace_id"] == trace_id  # the payload record names its trace
 

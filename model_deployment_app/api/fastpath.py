@@ -144,7 +144,9 @@ class FastPath:
         scope["path_params"] = params
         named = params.get("name", "")  # a label only when it is one of the pool's own
         model = scope.get(MODEL_KEY) or self.model or (named if named in self.models else "")
-        exchange = None if self.payload_log is None else self._begin(scope, model, route.path)
+        exchange = echo = None
+        if self.payload_log is not None:
+            echo, exchange = self._begin(scope, model, route.path)
         span = None
         if self.tracing is not None:
             headers = ((k.decode("latin-1"), v.decode("latin-1")) for k, v in scope["headers"])
@@ -172,8 +174,8 @@ class FastPath:
         except Exception as error:
             response = self.error_response(error)
             refusal = getattr(error, "message", "") or "internal server error"
-        if exchange is not None:
-            response.raw_headers.append((b"x-request-id", exchange.request_id.encode("latin-1")))
+        if echo is not None:
+            response.raw_headers.append((b"x-request-id", echo))
         try:
             await response(scope, receive, send)
         finally:
@@ -183,18 +185,21 @@ class FastPath:
             if span is not None:
                 self.tracing.ended(span, response.status_code, refusal)  # type: ignore[union-attr]
 
-    def _begin(self, scope: Scope, model: str, route: str) -> Exchange:
-        """The request's payload exchange, current for its task; its id the caller's
-        `x-request-id` if any."""
-        request_id = None
+    def _begin(self, scope: Scope, model: str, route: str) -> tuple[bytes | None, Exchange | None]:
+        """The id to echo in `x-request-id` (the caller's, else the record's), and the
+        request's payload exchange, current for its task (None when the sample skips it)."""
+        sent = None
         for name, value in scope["headers"]:
             if name == b"x-request-id":
-                request_id = value.decode("latin-1")[:200]
+                sent = value[:200]
                 break
         protocol = "rest" if route == "/predict" else "v2"
+        request_id = sent.decode("latin-1") if sent is not None else None
         exchange = self.payload_log.begin(request_id, model, route, protocol)  # type: ignore[union-attr]
+        if exchange is None:
+            return sent, None
         CURRENT.set(exchange)
-        return exchange
+        return sent or exchange.request_id.encode("latin-1"), exchange
 
     async def _refuse(
         self, refused: ServingError, route: str, scope: Scope, receive: Receive, send: Send

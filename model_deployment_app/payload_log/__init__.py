@@ -2,12 +2,13 @@
 request, written in the background to stdout, a file, GCS or a CloudEvents endpoint
 (docs: guides/watching.md).
 
-`PayloadLog.begin` starts an exchange for a request (every request gets an id, echoed in
-`x-request-id`; `MDA_PAYLOAD_LOG_SAMPLE` decides which are recorded), the data plane notes what
-the model saw in the current exchange, and `finish` hands it to the writer. Off (unset), none
+`PayloadLog.begin` starts an exchange for a request the sample takes (`MDA_PAYLOAD_LOG_SAMPLE`;
+its id the caller's `x-request-id` or one made, echoed in the answer), the data plane notes
+what the model saw in the current exchange, and `finish` hands it to the writer. Off (unset), none
 of this runs.
 """
 
+import itertools
 import os
 import random
 import uuid
@@ -33,6 +34,8 @@ class PayloadLog:
         self.sample = settings.payload_log_sample
         self.version_of = version_of  # a model's version now, for a request refused early
         self.writer: Writer | None = None
+        self._prefix = uuid.uuid4().hex[:12]
+        self._count = itertools.count(1)
         # Refuse a target that is no sink at start, in one line (before any fork).
         sink_for(settings.payload_log, 0, settings.payload_log_max_bytes, None).close()
 
@@ -40,6 +43,7 @@ class PayloadLog:
         """Open the sink and start the writer in the process that serves (after a fork)."""
         settings = self.settings
         assert settings.payload_log is not None
+        self._prefix = uuid.uuid4().hex[:12]  # each worker its own
         sink = sink_for(
             settings.payload_log, settings.payload_log_flush_seconds,
             settings.payload_log_max_bytes, os.getpid() if self.workers > 1 else None,
@@ -49,13 +53,18 @@ class PayloadLog:
             self.metrics.payload_log_dropped, self.metrics.payload_log_records,
         )  # fmt: skip
 
-    def begin(self, request_id: str | None, model: str, route: str, protocol: str) -> Exchange:
-        exchange = Exchange(request_id or uuid.uuid4().hex, model, self.track, route, protocol)
-        exchange.sampled = self.sample >= 1.0 or random.random() < self.sample
-        return exchange
+    def begin(
+        self, request_id: str | None, model: str, route: str, protocol: str
+    ) -> Exchange | None:
+        """The request's exchange, or None when the sample leaves it out."""
+        if self.sample < 1.0 and random.random() >= self.sample:
+            return None
+        if request_id is None:  # this process's prefix and a count: unique, and cheap
+            request_id = f"{self._prefix}-{next(self._count)}"
+        return Exchange(request_id, model, self.track, route, protocol)
 
     def finish(self, exchange: Exchange, status: int, error: str = "") -> None:
-        if exchange.sampled and self.writer is not None:
+        if self.writer is not None:
             exchange.finish(status, error)
             if not exchange.version:
                 exchange.version = self.version_of(exchange.model)

@@ -8,7 +8,6 @@ names, redaction) happens in the writer's thread, off the request's path.
 
 import time
 from contextvars import ContextVar
-from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
@@ -55,7 +54,6 @@ class Exchange:
         self.status = 0
         self.error = ""
         self.latency = 0.0
-        self.sampled = True
 
     def saw(self, version: str, names: tuple[str, ...] | None, rows: ModelInput, output: str,
             values: np.ndarray) -> None:  # fmt: skip
@@ -72,7 +70,7 @@ class Exchange:
         """The JSON record (the writer's thread calls this): inputs by column name."""
         return {
             "id": self.request_id,
-            "time": datetime.fromtimestamp(self.wall, UTC).isoformat(timespec="milliseconds"),
+            "time": _iso_time(self.wall),
             "model": self.model,
             "version": self.version,
             "track": self.track,
@@ -83,8 +81,26 @@ class Exchange:
             "latency_ms": round(self.latency * 1000, 3),
             "trace_id": self.trace_id or None,
             "inputs": _columns(self.inputs, self.input_names, redact),
-            "outputs": {name: values.tolist() for name, values in self.outputs.items()},
+            "outputs": {name: _plain(values) for name, values in self.outputs.items()},
         }
+
+
+_second: list[Any] = [-1, ""]  # the last second formatted (the writer's thread alone asks)
+
+
+def _iso_time(wall: float) -> str:
+    """`2026-12-06T14:02:11.512+00:00`, the second's part formatted once a second."""
+    seconds = int(wall)
+    if seconds != _second[0]:
+        _second[:] = seconds, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds))
+    return f"{_second[1]}.{int((wall - seconds) * 1000):03d}+00:00"
+
+
+def _plain(values: np.ndarray) -> Any:
+    """What orjson writes as it is (numbers' arrays: OPT_SERIALIZE_NUMPY), else a list."""
+    if values.dtype.kind in "biuf" and values.flags.c_contiguous:
+        return values
+    return values.tolist()
 
 
 def _columns(
@@ -94,12 +110,13 @@ def _columns(
     them, else as one `input-0` matrix. A redacted column keeps its length, not its values."""
     if rows is None:
         return None
+    columns: dict[str, Any]
     if isinstance(rows, Table):
-        columns = {name: values.tolist() for name, values in rows.columns.items()}
+        columns = {name: _plain(values) for name, values in rows.columns.items()}
     elif names is not None and len(names) == rows.shape[1]:
         columns = {name: rows[:, index].tolist() for index, name in enumerate(names)}
     else:
-        columns = {"input-0": rows.tolist()}
+        columns = {"input-0": _plain(rows)}
     for name in redact & columns.keys():
         columns[name] = [REDACTED] * len(columns[name])
     return columns

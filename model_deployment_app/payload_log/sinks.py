@@ -74,9 +74,9 @@ class FileSink:
         raise  # the exception being handled: the writer reports it
 
     def write(self, records: list[dict[str, Any]]) -> None:
-        for record in records:  # emit() rotates when the next line would pass max_bytes
-            line = _line(record)[:-1].decode()
-            self._handler.emit(logging.makeLogRecord({"msg": line}))
+        # One write and one flush a batch; emit() rotates first when it would pass max_bytes.
+        lines = b"".join(_line(record) for record in records)[:-1].decode()
+        self._handler.emit(logging.makeLogRecord({"msg": lines}))
 
     def close(self) -> None:
         self._handler.close()

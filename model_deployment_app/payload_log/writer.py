@@ -19,8 +19,8 @@ from model_deployment_app.payload_log.sinks import Sink
 
 log = logging.getLogger(__name__)
 
-_BATCH = 256  # records written together at most
-_STOP = object()
+DRAIN_SECONDS = 0.2  # how often the writer takes what requests queued
+_MOST_HELD = 20_000  # records held for a sink's flush at most (then written at once)
 
 
 class Writer:
@@ -28,67 +28,54 @@ class Writer:
                  written: Any) -> None:  # fmt: skip
         self.sink = sink
         self.redact = redact
-        self._queue: queue.Queue[Any] = queue.Queue(maxsize=capacity)
+        self._queue: queue.SimpleQueue[Exchange] = queue.SimpleQueue()
+        self._capacity = capacity
         self._dropped = dropped  # prometheus counters
         self._written = written
         self._failing = False
+        self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="mda-payload-log", daemon=True)
         self._thread.start()
 
     def submit(self, exchange: Exchange) -> None:
-        try:
-            self._queue.put_nowait(exchange)
-        except queue.Full:
+        if self._queue.qsize() >= self._capacity:
             self._dropped.inc()
+            return
+        self._queue.put(exchange)
 
     def close(self, timeout: float) -> None:
         """Write what is queued, then stop (at most `timeout` seconds)."""
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                self._queue.put(_STOP, timeout=max(0.01, deadline - time.monotonic()))
-                break
-            except queue.Full:
-                if time.monotonic() >= deadline:
-                    break
-        self._thread.join(max(0.0, deadline - time.monotonic()))
+        self._stop.set()
+        self._thread.join(timeout)
         if self._thread.is_alive():
             log.warning("payload log: %d records not written at shutdown", self._queue.qsize())
 
     def _run(self) -> None:
+        """Every DRAIN_SECONDS, take what is queued (one wake-up for many requests: the
+        thread shares the GIL with them), and write it once the sink's flush time is due."""
         pending: list[dict[str, Any]] = []
         oldest = 0.0
-        stopping = False
-        while not stopping:
-            wait = None
-            if pending:
-                wait = max(0.0, oldest + self.sink.flush_seconds - time.monotonic())
-            try:
-                item = self._queue.get(timeout=wait if pending else 1.0)
-            except queue.Empty:
-                item = None
-            while item is not None:
-                if item is _STOP:
-                    stopping = True
-                    break
-                record = self._record(item)
-                if record is not None:
-                    if not pending:
-                        oldest = time.monotonic()
-                    pending.append(record)
-                if len(pending) >= _BATCH:
-                    break
+        while True:
+            stopping = self._stop.wait(DRAIN_SECONDS)
+            while True:
                 try:
-                    item = self._queue.get_nowait()
+                    exchange = self._queue.get_nowait()
                 except queue.Empty:
-                    item = None
-            due = pending and (
-                stopping or len(pending) >= _BATCH
-                or time.monotonic() >= oldest + self.sink.flush_seconds
-            )  # fmt: skip
-            if due:
+                    break
+                record = self._record(exchange)
+                if record is None:
+                    continue
+                if not pending:
+                    oldest = time.monotonic()
+                pending.append(record)
+                if len(pending) >= _MOST_HELD:
+                    self._write(pending)
+                    pending = []
+            if pending and (stopping or time.monotonic() >= oldest + self.sink.flush_seconds):
                 self._write(pending)
                 pending = []
+            if stopping:
+                break
         with contextlib.suppress(Exception):  # shutting down: nothing left to tell
             self.sink.close()
 
