@@ -5,6 +5,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 from sklearn.pipeline import Pipeline
@@ -85,3 +86,20 @@ def test_the_answer_histograms_hold_what_the_model_said(
     assert 'mda_prediction_value_count{model="toy"} 4.0' in text
     below = sum(values <= 100)
     assert f'mda_prediction_value_bucket{{le="100.0",model="toy"}} {below}.0' in text
+
+
+def test_a_batch_of_answers_counts_as_one_observe_of_each() -> None:
+    from prometheus_client import CollectorRegistry, Histogram, generate_latest
+
+    from model_deployment_app.metrics import _observe_many
+
+    values = np.concatenate([np.random.default_rng(3).uniform(0, 1.2, 500), [0.5, 0.9, 1.0]])
+    bounds = (0.3, 0.5, 0.9, 1.0)
+    at_once, one_by_one = CollectorRegistry(), CollectorRegistry()
+    _observe_many(Histogram("a", "a", buckets=bounds, registry=at_once), values)
+    single = Histogram("a", "a", buckets=bounds, registry=one_by_one)
+    for value in values.tolist():
+        single.observe(value)
+    exposed = [generate_latest(r).decode().splitlines() for r in (at_once, one_by_one)]
+    buckets = [[line for line in text if "_bucket" in line or "_count" in line] for text in exposed]
+    assert buckets[0] == buckets[1]

@@ -161,6 +161,14 @@ def forests(count: int, trees: int) -> list[tuple[RandomForestClassifier, np.nda
     return made
 
 
+def forest_pool(folder: Path, made: list[tuple[RandomForestClassifier, np.ndarray]]) -> Path:
+    """A pool of `forests`, named forest-0, forest-1..."""
+    return write_pool(folder, [
+        (f"forest-{i}", forest, {"job": "classification", "input_size": 8})
+        for i, (forest, _) in enumerate(made)
+    ])  # fmt: skip
+
+
 def resident_mib(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
@@ -172,10 +180,7 @@ def test_a_budget_for_two_of_four_forests_serves_them_all_in_any_order(
     start_server: Start, tmp_path: Path
 ) -> None:
     made = forests(4, trees=40)
-    config = write_pool(tmp_path, [
-        (f"forest-{i}", forest, {"job": "classification", "input_size": 8})
-        for i, (forest, _) in enumerate(made)
-    ])  # fmt: skip
+    config = forest_pool(tmp_path, made)
     sizing = start_server(config, MDA_CACHE_ENABLED="false", MDA_COMPILE="off")
     sizes = [metric(sizing, f'mda_model_memory_bytes{{model="forest-{i}"}}') for i in range(4)]
     assert min(sizes) > 1 << 20, sizes  # each a few MiB: measured, not guessed
@@ -227,10 +232,8 @@ def test_a_budget_for_two_of_four_forests_serves_them_all_in_any_order(
     lone_folder = tmp_path / "lone"
     lone_folder.mkdir()
     lone = start_server(
-        write_pool(lone_folder, [("forest-0", made[0][0], {"job": "classification",
-                                                              "input_size": 8})]),
-        MDA_CACHE_ENABLED="false", MDA_COMPILE="off",
-    )  # fmt: skip
+        forest_pool(lone_folder, made[:1]), MDA_CACHE_ENABLED="false", MDA_COMPILE="off"
+    )
     baseline = resident_mib(lone.process.pid) - sizes[0] / (1 << 20)
     assert rss <= baseline + budget / (1 << 20) + 16, (rss, baseline, budget / (1 << 20))
 
@@ -305,11 +308,7 @@ def test_two_workers_hold_the_budget_of_the_pod_together(
     start_server: Start, tmp_path: Path
 ) -> None:
     made = forests(4, trees=40)
-    entries = [
-        (f"forest-{i}", forest, {"job": "classification", "input_size": 8})
-        for i, (forest, _) in enumerate(made)
-    ]
-    config = write_pool(tmp_path, entries)
+    config = forest_pool(tmp_path, made)
     quiet = {"MDA_CACHE_ENABLED": "false", "MDA_COMPILE": "off"}
     sizing = start_server(config, **quiet)
     sizes = [metric(sizing, f'mda_model_memory_bytes{{model="forest-{i}"}}') for i in range(4)]
@@ -339,7 +338,7 @@ def test_two_workers_hold_the_budget_of_the_pod_together(
     # What the same two-worker pod holds with one forest and no budget to fill.
     lone_folder = tmp_path / "lone"
     lone_folder.mkdir()
-    lone = start_server(write_pool(lone_folder, entries[:1]), MDA_WORKERS="2", **quiet)
+    lone = start_server(forest_pool(lone_folder, made[:1]), MDA_WORKERS="2", **quiet)
     httpx.post(f"{lone.url}/forest-0/predict", json={"instances": made[0][1].tolist()})
     baseline = pod_pss_mib(lone.process.pid)
     # Measured here: about 33 MiB over the lone pod for a 17 MiB budget; the rest is what two
@@ -351,10 +350,7 @@ def test_a_model_loaded_on_demand_is_compiled_once_it_is_asked_often(
     start_server: Start, tmp_path: Path
 ) -> None:
     made = forests(2, trees=40)
-    config = write_pool(tmp_path, [
-        (f"forest-{i}", forest, {"job": "classification", "input_size": 8})
-        for i, (forest, _) in enumerate(made)
-    ])  # fmt: skip
+    config = forest_pool(tmp_path, made)
     settings = {"MDA_CACHE_ENABLED": "false", "MDA_COMPILE": "approx"}
     # A budget too small for either says what the first takes (before any engine).
     sizing = start_server(config, wait=False, MDA_MEMORY_BUDGET="1Mi", **settings)
