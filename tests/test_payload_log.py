@@ -257,3 +257,28 @@ def test_gcs_objects_hold_every_record_once_sigterm_flushed(
     assert blobs and all(b.name.endswith(".jsonl") for b in blobs)
     ids = [json.loads(line)["id"] for b in blobs for line in b.download_as_bytes().splitlines()]
     assert sorted(ids) == sorted(sent)
+
+
+@pytest.mark.parametrize("target", ["s3://bucket/x", "file://", "gs://", "syslog"])
+def test_a_target_that_is_no_sink_stops_the_server_in_one_line(
+    people_server: Callable[..., ServerProcess], target: str, tmp_path: Path
+) -> None:
+    with pytest.raises(AssertionError, match=r"server exited \(1\): mda: error: MDA_PAYLOAD_LOG="):
+        people_server(MDA_PAYLOAD_LOG=target)
+
+
+def test_a_file_sink_with_two_workers_writes_one_file_each(
+    people_server: Callable[..., ServerProcess], tmp_path: Path, people: tuple[pd.DataFrame, Any]
+) -> None:
+    log = tmp_path / "logs" / "payloads.jsonl"
+    server = people_server(MDA_PAYLOAD_LOG=f"file://{log}", MDA_WORKERS="2")
+    body = {"instances": people[0].head(1).to_dict(orient="records")}
+    with httpx.Client(base_url=server.url) as client:  # new connections: both workers answer
+        for index in range(40):
+            client.post("/predict", json=body, headers={"x-request-id": f"w-{index}",
+                                                         "connection": "close"})  # fmt: skip
+    terminated(server)
+    files = sorted((tmp_path / "logs").iterdir())
+    assert not log.exists() and all(f.name.startswith("payloads.jsonl.") for f in files)
+    ids = [json.loads(line)["id"] for f in files for line in f.read_text().splitlines()]
+    assert sorted(ids) == sorted(f"w-{index}" for index in range(40))

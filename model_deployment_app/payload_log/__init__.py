@@ -16,7 +16,7 @@ from collections.abc import Callable
 
 from model_deployment_app.metrics import Metrics
 from model_deployment_app.payload_log.exchange import CURRENT, Exchange
-from model_deployment_app.payload_log.sinks import sink_for
+from model_deployment_app.payload_log.sinks import check_target, sink_for
 from model_deployment_app.payload_log.writer import Writer
 from model_deployment_app.settings import PayloadLogSettings
 
@@ -36,8 +36,7 @@ class PayloadLog:
         self.writer: Writer | None = None
         self._prefix = uuid.uuid4().hex[:12]
         self._count = itertools.count(1)
-        # Refuse a target that is no sink at start, in one line (before any fork).
-        sink_for(settings.payload_log, 0, settings.payload_log_max_bytes, None).close()
+        check_target(settings.payload_log)  # at start, in one line, before any fork
 
     def start(self) -> None:
         """Open the sink and start the writer in the process that serves (after a fork)."""

@@ -144,22 +144,30 @@ class CloudEventsSink:
         self._client.close()
 
 
-def sink_for(target: str, flush_seconds: float, max_bytes: int, worker: int | None) -> Sink:
-    """The sink `MDA_PAYLOAD_LOG` names; StartupError in one line for anything else. With
-    several workers, each writes its own file (`<path>.<worker>`): rotation is per writer."""
+def check_target(target: str) -> None:
+    """StartupError in one line unless `target` names a sink (nothing is opened)."""
     parts = urlsplit(target)
-    if target == "stdout":
-        return StdoutSink()
-    if parts.scheme == "file" and parts.path:
-        path = Path(parts.path + (f".{worker}" if worker is not None else ""))
-        return FileSink(path, max_bytes)
-    if parts.scheme == "gs" and parts.netloc:
-        prefix = parts.path.lstrip("/")
-        return GcsSink(parts.netloc, prefix if not prefix or prefix.endswith("/") else prefix + "/",
-                       flush_seconds)  # fmt: skip
-    if parts.scheme in ("http", "https") and parts.netloc:
-        return CloudEventsSink(target)
+    if target == "stdout" or (parts.scheme == "file" and parts.path):
+        return
+    if parts.scheme in ("gs", "http", "https") and parts.netloc:
+        return
     raise StartupError(
         f"MDA_PAYLOAD_LOG={target!r}: use stdout, file:///path, gs://bucket/prefix/ or an "
         "http(s):// URL (CloudEvents)"
     )
+
+
+def sink_for(target: str, flush_seconds: float, max_bytes: int, worker: int | None) -> Sink:
+    """The sink `MDA_PAYLOAD_LOG` names (`check_target` has said it is one). With several
+    workers, each writes its own file (`<path>.<worker>`): rotation is per writer."""
+    check_target(target)
+    parts = urlsplit(target)
+    if target == "stdout":
+        return StdoutSink()
+    if parts.scheme == "file":
+        return FileSink(Path(parts.path + (f".{worker}" if worker is not None else "")), max_bytes)
+    if parts.scheme == "gs":
+        prefix = parts.path.lstrip("/")
+        return GcsSink(parts.netloc, prefix if not prefix or prefix.endswith("/") else prefix + "/",
+                       flush_seconds)  # fmt: skip
+    return CloudEventsSink(target)
