@@ -18,6 +18,12 @@ from typing import Any
 log = logging.getLogger(__name__)
 
 _PROTOCOLS = ("grpc", "http/protobuf")
+# The W3C trace context's fields, as HTTP header names (bytes) and gRPC metadata keys (text).
+_PROPAGATED = frozenset({b"traceparent", b"tracestate", "traceparent", "tracestate"})
+
+
+def _text(value: str | bytes) -> str:
+    return value.decode("latin-1") if isinstance(value, bytes) else value
 
 
 def _env(name: str) -> str:
@@ -51,11 +57,16 @@ class Tracing:
         self.service = os.environ.get("OTEL_SERVICE_NAME") or service
         self.tracer: Any = None
         self._provider: Any = None
+        self._context: Any = None
+        self._trace: Any = None
+        self._propagator: Any = None
 
     def start(self) -> None:
+        from opentelemetry import context, trace
         from opentelemetry.sdk.resources import Resource
         from opentelemetry.sdk.trace import TracerProvider
         from opentelemetry.sdk.trace.export import BatchSpanProcessor
+        from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
         if self.protocol == "grpc":
             from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
@@ -67,6 +78,9 @@ class Tracing:
         self._provider = TracerProvider(resource=Resource.create({"service.name": self.service}))
         self._provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
         self.tracer = self._provider.get_tracer("model_deployment_app")
+        # What each request uses, looked up once (not an import statement a request).
+        self._context, self._trace = context, trace
+        self._propagator = TraceContextTextMapPropagator()
         log.info("traces: OTLP over %s to %s, as %s", self.protocol, _env("ENDPOINT"),
                  self.service)  # fmt: skip
 
@@ -75,30 +89,29 @@ class Tracing:
             self._provider.shutdown()  # what the exporter holds is sent
             self._provider = None
 
-    def request(self, name: str, headers: Iterable[tuple[str, str]], **attributes: Any) -> Any:
-        """A server span for one request, its parent the caller's `traceparent` if any, made
-        the current span: (span, token), for `ended`."""
-        from opentelemetry import context, trace
-        from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
-
-        carrier = {key: value for key, value in headers if key in ("traceparent", "tracestate")}
-        parent = TraceContextTextMapPropagator().extract(carrier) if carrier else None
+    def request(
+        self, name: str, headers: Iterable[tuple[str | bytes, str | bytes]], **attributes: Any
+    ) -> Any:
+        """A server span for one request, its parent the caller's `traceparent` if any (in
+        HTTP headers as bytes, or gRPC metadata as text), made the current span: (span,
+        token), for `ended`."""
+        carrier = {
+            _text(key): _text(value) for key, value in headers if key in _PROPAGATED
+        }  # fmt: skip
+        parent = self._propagator.extract(carrier) if carrier else None
+        trace = self._trace
         span = self.tracer.start_span(
             name, context=parent, kind=trace.SpanKind.SERVER, attributes=attributes
         )
-        return span, context.attach(trace.set_span_in_context(span))
+        return span, self._context.attach(trace.set_span_in_context(span))
 
-    @staticmethod
-    def ended(handle: Any, status: int, error: str = "") -> None:
-        from opentelemetry import context
-        from opentelemetry.trace import Status, StatusCode
-
+    def ended(self, handle: Any, status: int, error: str = "") -> None:
         span, token = handle
         span.set_attribute("mda.status", status)
         if status >= 500:
-            span.set_status(Status(StatusCode.ERROR, error))
+            span.set_status(self._trace.Status(self._trace.StatusCode.ERROR, error))
         span.end()
-        context.detach(token)
+        self._context.detach(token)
 
     @staticmethod
     def trace_id(handle: Any) -> str:

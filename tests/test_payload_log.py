@@ -282,3 +282,16 @@ def test_a_file_sink_with_two_workers_writes_one_file_each(
     assert not log.exists() and all(f.name.startswith("payloads.jsonl.") for f in files)
     ids = [json.loads(line)["id"] for f in files for line in f.read_text().splitlines()]
     assert sorted(ids) == sorted(f"w-{index}" for index in range(40))
+
+
+def test_a_callers_request_id_is_kept_to_its_first_200_characters() -> None:
+    from model_deployment_app.metrics import Metrics
+    from model_deployment_app.payload_log import CURRENT, MAX_REQUEST_ID, PayloadLog
+    from model_deployment_app.settings import PayloadLogSettings
+
+    log = PayloadLog(PayloadLogSettings(payload_log="stdout"), Metrics(), "stable", 1, str)
+    exchange = log.begin("x" * 5000, "toy", "/inference.GRPCInferenceService/ModelInfer", "grpc")
+    assert exchange is not None and exchange.request_id == "x" * MAX_REQUEST_ID == "x" * 200
+    assert CURRENT.get() is exchange  # the data plane fills the current one
+    made = log.begin(None, "toy", "/predict", "rest")
+    assert made is not None and made.request_id != exchange.request_id

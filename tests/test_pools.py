@@ -169,6 +169,11 @@ def forest_pool(folder: Path, made: list[tuple[RandomForestClassifier, np.ndarra
     ])  # fmt: skip
 
 
+def forest_sizes(server: ServerProcess, count: int) -> list[float]:
+    """What each of a forest pool's models holds, as the server measured it."""
+    return [metric(server, f'mda_model_memory_bytes{{model="forest-{i}"}}') for i in range(count)]
+
+
 def resident_mib(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
@@ -182,7 +187,7 @@ def test_a_budget_for_two_of_four_forests_serves_them_all_in_any_order(
     made = forests(4, trees=40)
     config = forest_pool(tmp_path, made)
     sizing = start_server(config, MDA_CACHE_ENABLED="false", MDA_COMPILE="off")
-    sizes = [metric(sizing, f'mda_model_memory_bytes{{model="forest-{i}"}}') for i in range(4)]
+    sizes = forest_sizes(sizing, 4)
     assert min(sizes) > 1 << 20, sizes  # each a few MiB: measured, not guessed
     sizing.stop()
     budget = int(sorted(sizes)[-1] + sorted(sizes)[-2]) + (256 << 10)
@@ -311,7 +316,7 @@ def test_two_workers_hold_the_budget_of_the_pod_together(
     config = forest_pool(tmp_path, made)
     quiet = {"MDA_CACHE_ENABLED": "false", "MDA_COMPILE": "off"}
     sizing = start_server(config, **quiet)
-    sizes = [metric(sizing, f'mda_model_memory_bytes{{model="forest-{i}"}}') for i in range(4)]
+    sizes = forest_sizes(sizing, 4)
     sizing.stop()
     # Each worker holds what half the budget fits: two forests each, never all four.
     budget = 2 * int(sorted(sizes)[-1] + sorted(sizes)[-2]) + (512 << 10)

@@ -20,7 +20,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from model_deployment_app.access import TWO_TOKENS, Access, Kind, route_kind
 from model_deployment_app.api.middleware import MODEL_KEY, RequestRecorder
 from model_deployment_app.errors import ModelNotFound, NotReady, ServingError
-from model_deployment_app.payload_log import CURRENT, Exchange, PayloadLog
+from model_deployment_app.payload_log import MAX_REQUEST_ID, Exchange, PayloadLog
 from model_deployment_app.tracing import Tracing
 
 SHUTTING_DOWN = NotReady("the server is shutting down: retry, another replica will answer")
@@ -149,8 +149,7 @@ class FastPath:
             echo, exchange = self._begin(scope, model, route.path)
         span = None
         if self.tracing is not None:
-            headers = ((k.decode("latin-1"), v.decode("latin-1")) for k, v in scope["headers"])
-            span = self.tracing.request(f"POST {route.path}", headers, **{
+            span = self.tracing.request(f"POST {route.path}", scope["headers"], **{
                 "http.route": route.path, "mda.model": model,
             })  # fmt: skip
             if exchange is not None:
@@ -187,18 +186,17 @@ class FastPath:
 
     def _begin(self, scope: Scope, model: str, route: str) -> tuple[bytes | None, Exchange | None]:
         """The id to echo in `x-request-id` (the caller's, else the record's), and the
-        request's payload exchange, current for its task (None when the sample skips it)."""
+        request's payload exchange (None when the sample skips it)."""
         sent = None
         for name, value in scope["headers"]:
             if name == b"x-request-id":
-                sent = value[:200]
+                sent = value[:MAX_REQUEST_ID]
                 break
         protocol = "rest" if route == "/predict" else "v2"
         request_id = sent.decode("latin-1") if sent is not None else None
         exchange = self.payload_log.begin(request_id, model, route, protocol)  # type: ignore[union-attr]
         if exchange is None:
             return sent, None
-        CURRENT.set(exchange)
         return sent or exchange.request_id.encode("latin-1"), exchange
 
     async def _refuse(

@@ -18,7 +18,7 @@ from model_deployment_app.codecs.v2 import datatype_of, read_tensors
 from model_deployment_app.errors import MalformedRequest, NotReady, ServingError, StartupError
 from model_deployment_app.grpc_v2 import grpc_predict_v2_pb2 as pb
 from model_deployment_app.grpc_v2 import grpc_predict_v2_pb2_grpc as pb_grpc
-from model_deployment_app.payload_log import CURRENT, Exchange, PayloadLog
+from model_deployment_app.payload_log import Exchange, PayloadLog
 from model_deployment_app.repository import Repository
 from model_deployment_app.tracing import Tracing
 
@@ -217,7 +217,6 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
             exchange = self.payload_log.begin(
                 request_id, label or self._only_name(), f"/{SERVICE}/ModelInfer", "grpc"
             )
-            CURRENT.set(exchange)
         return await self._answer("ModelInfer", context, work, label, exchange)
 
     def _only_name(self) -> str:

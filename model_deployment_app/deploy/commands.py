@@ -154,12 +154,7 @@ def _add_new_model(subparsers: Any) -> None:
         metavar="S",
         help="poll the source for a new model version this often (default: never)",
     )
-    parser.add_argument(
-        "--image",
-        default=DEFAULT_IMAGE,
-        metavar="REPO",
-        help="base image repository, without tag (default: %(default)s)",
-    )
+    _add_image_argument(parser)
     parser.add_argument(
         "--into",
         metavar="POOL",
@@ -168,6 +163,15 @@ def _add_new_model(subparsers: Any) -> None:
     )
     parser.add_argument("--root", help=_ROOT_HELP)
     parser.set_defaults(handler=_new_model)
+
+
+def _add_image_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--image",
+        default=DEFAULT_IMAGE,
+        metavar="REPO",
+        help="base image repository, without tag (default: %(default)s)",
+    )
 
 
 def _add_new_pool(subparsers: Any) -> None:
@@ -186,12 +190,7 @@ def _add_new_pool(subparsers: Any) -> None:
         help="memory the loaded models may hold, e.g. 1536Mi (default: half of the pod's "
         "memory limit)",
     )
-    parser.add_argument(
-        "--image",
-        default=DEFAULT_IMAGE,
-        metavar="REPO",
-        help="base image repository, without tag (default: %(default)s)",
-    )
+    _add_image_argument(parser)
     parser.add_argument("--root", help=_ROOT_HELP)
     parser.set_defaults(handler=_new_pool)
 

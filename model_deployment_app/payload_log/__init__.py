@@ -20,7 +20,9 @@ from model_deployment_app.payload_log.sinks import check_target, sink_for
 from model_deployment_app.payload_log.writer import Writer
 from model_deployment_app.settings import PayloadLogSettings
 
-__all__ = ["CURRENT", "Exchange", "PayloadLog"]
+__all__ = ["CURRENT", "MAX_REQUEST_ID", "Exchange", "PayloadLog"]
+
+MAX_REQUEST_ID = 200  # characters of a caller's request id kept (and echoed)
 
 
 class PayloadLog:
@@ -55,12 +57,17 @@ class PayloadLog:
     def begin(
         self, request_id: str | None, model: str, route: str, protocol: str
     ) -> Exchange | None:
-        """The request's exchange, or None when the sample leaves it out."""
+        """The request's exchange, made the current one of its task (`CURRENT`, which the
+        data plane fills), or None when the sample leaves it out."""
         if self.sample < 1.0 and random.random() >= self.sample:
             return None
         if request_id is None:  # this process's prefix and a count: unique, and cheap
             request_id = f"{self._prefix}-{next(self._count)}"
-        return Exchange(request_id, model, self.track, route, protocol)
+        else:
+            request_id = request_id[:MAX_REQUEST_ID]
+        exchange = Exchange(request_id, model, self.track, route, protocol)
+        CURRENT.set(exchange)
+        return exchange
 
     def finish(self, exchange: Exchange, status: int, error: str = "") -> None:
         if self.writer is not None:

@@ -8,7 +8,8 @@ sink may hold records before it must write them (0: at once).
 - `file:///path`: the same lines appended, rotated by size (the standard library's
   `RotatingFileHandler`), flushed with each batch;
 - `gs://bucket/prefix/`: the lines batched into objects under the prefix, written every
-  `MDA_PAYLOAD_LOG_FLUSH_SECONDS` and at shutdown, with the GCS client the model source uses;
+  `MDA_PAYLOAD_LOG_FLUSH_SECONDS` and at shutdown, with google-cloud-storage's client and
+  credentials, as the model source;
 - `http(s)://...`: CloudEvents in binary mode, as KServe's logger sends them: a request event
   and a response event per inference, sharing `ce-id`.
 """
