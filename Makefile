@@ -47,14 +47,14 @@ $(STAMP): $(DEPENDENCIES)
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(INSTALL_TORCH)
-	$(BIN)/pip install -q -e ".[$(subst $(space),$(,),$(EXTRAS))]"
+	$(BIN)/pip install -q -e ".[$(subst $(space),$(,),$(EXTRAS))]" --constraint $(DEPENDENCIES)
 	@touch $(STAMP) $(SERVE_STAMP)
 
 # What serving the demo needs and nothing more: no torch, no deploy or dev tools.
 SERVE_STAMP := $(VENV)/.installed-serve
 $(SERVE_STAMP): $(SERVE_DEPENDENCIES)
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install -q -e .
+	$(BIN)/pip install -q -e . --constraint $(SERVE_DEPENDENCIES)
 	@touch $(SERVE_STAMP)
 
 install: $(STAMP) ## Install the package, every model family (torch's CPU build), deploy, dev and docs tools into .venv
@@ -215,7 +215,7 @@ image-test: $(STAMP) ## Build the base image (and its xgboost variant) with podm
 	$(BIN)/python docker/image_test.py
 	$(BIN)/python docker/image_test.py --family xgboost
 
-bench: $(STAMP) ## Load benchmark on loopback: floor, reference apps, mda (ONLY=tabular|compiled|families|pool|text; BASELINE=<git ref> [PIN=0]: against an earlier version; SOAK=600; SVG charts into CHARTS=bench/charts)
+bench: $(STAMP) ## Load benchmark on loopback: floor, reference apps, mda (ONLY=tabular|grpc|compiled|families|logging|pool|text; BASELINE=<git ref> [PIN=0]: against an earlier version; SOAK=600; SVG charts into CHARTS=bench/charts)
 	@command -v h2load >/dev/null || { echo "installing h2load (apt: nghttp2-client)"; \
 		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nghttp2-client >/dev/null \
 		|| echo "warning: no h2load; the gRPC and REST h2load figures are skipped" >&2; }

@@ -19,6 +19,9 @@ def available() -> bool:
     return shutil.which("h2load") is not None
 
 
+GRPC_HEADERS = {"content-type": "application/grpc", "te": "trailers"}
+
+
 def grpc_frame(message: bytes) -> bytes:
     """A gRPC length-prefixed message: no compression, 4-byte big-endian length."""
     return b"\0" + len(message).to_bytes(4, "big") + message

@@ -163,13 +163,27 @@ def binary_v2_bodies(count: int, rows_per_body: int, seed: int = 3) -> tuple[lis
 
 def single_row_rest_and_grpc(model: str) -> tuple[bytes, bytes]:
     """One row as a `/predict` JSON body and as a serialized gRPC `ModelInferRequest`."""
+    row = np.random.default_rng(9).normal(size=(1, N_FEATURES))
+    return orjson.dumps({"instances": row.tolist()}), grpc_request(model, row)
+
+
+def grpc_request(model: str, rows: np.ndarray) -> bytes:
+    """`rows` as a serialized gRPC `ModelInferRequest`: FP64 in `raw_input_contents`, as
+    tritonclient sends them."""
     from model_deployment_app.grpc_v2 import grpc_predict_v2_pb2 as pb
 
-    row = np.random.default_rng(9).normal(size=(1, N_FEATURES))
     request = pb.ModelInferRequest(model_name=model)
-    request.inputs.add(name="input-0", datatype="FP64", shape=[1, N_FEATURES])
-    request.raw_input_contents.append(row.astype("<f8").tobytes())
-    return orjson.dumps({"instances": row.tolist()}), request.SerializeToString()
+    request.inputs.add(name="input-0", datatype="FP64", shape=list(rows.shape))
+    request.raw_input_contents.append(rows.astype("<f8").tobytes())
+    return request.SerializeToString()
+
+
+def binary_and_grpc_batch(model: str, rows_per_body: int) -> tuple[bytes, int, bytes]:
+    """The same rows as a V2 binary HTTP body (with its JSON header's length) and as a gRPC
+    request."""
+    [body], header = binary_v2_bodies(1, rows_per_body, seed=3)
+    rows = np.random.default_rng(3).normal(size=(1, rows_per_body, N_FEATURES))[0]
+    return body, header, grpc_request(model, rows)
 
 
 def check_grpc(host: str, port: int, request: bytes) -> None:

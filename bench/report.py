@@ -26,6 +26,11 @@ REFERENCE_BATCH = "reference app 64-row"
 BINARY_BATCH = "mda V2 64-row binary"
 H2_REST = "mda REST (h2load, HTTP/1.1)"
 H2_GRPC = "mda gRPC (h2load, HTTP/2)"
+H2_BINARY_BATCH = "mda V2 binary 64-row (h2load)"
+H2_GRPC_BATCH = "mda gRPC 64-row (h2load)"
+H2_FLOOR = "floor (bare ASGI, h2load)"
+GRPC_BARE_ASYNCIO = "bare grpcio asyncio (h2load)"
+GRPC_BARE_THREADS = "bare grpcio threads (h2load)"
 PICKLED = "mda pickled, uncached"
 GUARDED_UNCACHED = "mda uncached, token + limit"
 GUARDED_CACHED = "mda cached, token + limit"
@@ -246,12 +251,26 @@ def targets(measurements: list[Measurement], pss: Memory) -> list[Target]:
             for c in (10, 50)
         ),
         *(
-            Target(
-                f"logreg, {c} clients: gRPC single-row req/s >= 1x REST (both h2load)",
-                _div(rate("logreg", H2_GRPC, c), rate("logreg", H2_REST, c)),
-                1.0,
-            )
+            target
             for c in (10, 50)
+            for target in (
+                Target(
+                    f"logreg, {c} clients: gRPC single-row req/s >= 1x REST (both h2load)",
+                    _div(rate("logreg", H2_GRPC, c), rate("logreg", H2_REST, c)),
+                    1.0,
+                ),
+                Target(
+                    f"logreg, {c} clients: gRPC 64-row rows/s >= 1x V2 binary 64-row (h2load)",
+                    _div(rate("logreg", H2_GRPC_BATCH, c), rate("logreg", H2_BINARY_BATCH, c)),
+                    1.0,
+                ),
+                Target(
+                    f"logreg, {c} clients: gRPC single-row p99 <= 1x REST p99 (h2load)",
+                    _div(p99("logreg", H2_GRPC, c), p99("logreg", H2_REST, c)),
+                    1.0,
+                    at_most=True,
+                ),
+            )
         ),
         Target(
             "logreg, 10 clients: p99 through 2 model swaps <= 2x p99 without",

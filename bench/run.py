@@ -19,6 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 import baseline
 import h2load
@@ -37,9 +38,14 @@ from report import (
     COMPILE_OFF,
     COMPILED,
     FLOOR,
+    GRPC_BARE_ASYNCIO,
+    GRPC_BARE_THREADS,
     GUARDED_CACHED,
     GUARDED_UNCACHED,
+    H2_BINARY_BATCH,
+    H2_FLOOR,
     H2_GRPC,
+    H2_GRPC_BATCH,
     H2_REST,
     NO_SWAP,
     PAYLOAD_LOGGED,
@@ -210,8 +216,10 @@ class Bench:
             print(f"FAILED {error}", file=sys.stderr, flush=True)
 
     def serve_h2load(self, model: models.DemoModel) -> None:
-        """Plan the same single-row request over REST and over gRPC, both driven by h2load."""
-        self._plan(2 * len(CLIENTS) if h2load.available() else 0, partial(self._h2load, model))
+        """Plan gRPC against REST, all driven by h2load: single rows and 64-row requests on
+        one server, then the bare servers (uvicorn's floor, grpcio's two kinds)."""
+        count = (4 * len(CLIENTS) + len(H2_BARE) * len(CLIENTS)) if h2load.available() else 0
+        self._plan(count, partial(self._h2load, model))
 
     def _h2load(self, model: models.DemoModel) -> None:
         if not h2load.available():
@@ -220,25 +228,59 @@ class Bench:
         port, grpc_port = servers.free_port(), servers.free_port()
         launch = servers.mda_serve(model.config, port, cache=False, grpc_port=str(grpc_port))
         rest_body, grpc_body = models.single_row_rest_and_grpc(model.name)
-        base = f"http://{servers.HOST}"
+        binary_body, header, grpc_batch = models.binary_and_grpc_batch(model.name, 64)
+        http = f"http://{servers.HOST}:{port}"
+        grpc_url = f"http://{servers.HOST}:{grpc_port}/inference.GRPCInferenceService/ModelInfer"
+        json_type = {"content-type": "application/json"}
+        binary_type = {"content-type": "application/octet-stream",
+                       "inference-header-content-length": str(header)}  # fmt: skip
+        loads = [  # scenario, url, body, headers, rows per request, HTTP/1.1
+            (H2_REST, f"{http}/predict", rest_body, json_type, 1, True),
+            (H2_GRPC, grpc_url, h2load.grpc_frame(grpc_body), h2load.GRPC_HEADERS, 1, False),
+            (H2_BINARY_BATCH, f"{http}/v2/models/{model.name}/infer", binary_body, binary_type,
+             64, True),
+            (H2_GRPC_BATCH, grpc_url, h2load.grpc_frame(grpc_batch), h2load.GRPC_HEADERS, 64,
+             False),
+        ]  # fmt: skip
         try:
             with servers.running(f"{model.name}: h2load", launch):
-                models.check_grpc(servers.HOST, grpc_port, grpc_body)
-                for clients in CLIENTS:
-                    for scenario, url, body, headers, http1 in (
-                        (H2_REST, f"{base}:{port}/predict", rest_body,
-                         {"content-type": "application/json"}, True),
-                        (H2_GRPC, f"{base}:{grpc_port}/inference.GRPCInferenceService/ModelInfer",
-                         h2load.grpc_frame(grpc_body),
-                         {"content-type": "application/grpc", "te": "trailers"}, False),
-                    ):  # fmt: skip
-                        if self.warmup_s > 0:
-                            h2load.run(url, body, headers, clients, self.warmup_s, http1)
-                        result = h2load.run(url, body, headers, clients, self.duration_s, http1)
-                        self._record(Measurement(model.name, scenario, clients, 1, result))
+                for request in (grpc_body, grpc_batch):
+                    models.check_grpc(servers.HOST, grpc_port, request)
+                self._h2load_each(model.name, loads)
         except RuntimeError as error:
             self.failures.append(str(error))
             print(f"FAILED {error}", file=sys.stderr, flush=True)
+        for scenario, launch_bare in H2_BARE.items():
+            bare_port = servers.free_port()
+            bare = launch_bare(bare_port)
+            if bare.http:
+                url, body, headers, http1 = f"http://{servers.HOST}:{bare_port}/predict", \
+                    rest_body, json_type, True  # fmt: skip
+            else:
+                url, body, headers, http1 = grpc_url.replace(f":{grpc_port}/", f":{bare_port}/"), \
+                    h2load.grpc_frame(grpc_body), h2load.GRPC_HEADERS, False  # fmt: skip
+            try:
+                with servers.running(scenario, bare):
+                    self._h2load_each(model.name, [(scenario, url, body, headers, 1, http1)])
+            except RuntimeError as error:
+                self.failures.append(str(error))
+                print(f"FAILED {error}", file=sys.stderr, flush=True)
+
+    def _h2load_each(self, model: str, loads: list[tuple[Any, ...]]) -> None:
+        for clients in CLIENTS:
+            for scenario, url, body, headers, rows, http1 in loads:
+                if self.warmup_s > 0:
+                    h2load.run(url, body, headers, clients, self.warmup_s, http1)
+                result = h2load.run(url, body, headers, clients, self.duration_s, http1)
+                self._record(Measurement(model, scenario, clients, rows, result))
+
+
+# The bare servers h2load measures beside the real one: what each stack costs with no work.
+H2_BARE: dict[str, Callable[[int], Launch]] = {
+    H2_FLOOR: partial(servers.uvicorn_app, "floor_app:app"),
+    GRPC_BARE_ASYNCIO: partial(servers.grpc_bare, "asyncio"),
+    GRPC_BARE_THREADS: partial(servers.grpc_bare, "threads"),
+}
 
 
 def run_scenarios(bench: Bench, workdir: Path) -> None:
@@ -301,6 +343,11 @@ def run_scenarios(bench: Bench, workdir: Path) -> None:
                 partial(mda, cache=False, workers=4),
                 [single.renamed(WORKERS4), batch.renamed(WORKERS4_BATCH)],  # as for 1 worker
             )
+
+
+def run_grpc_scenarios(bench: Bench, workdir: Path) -> None:
+    """gRPC against REST on the logistic regression, and the bare servers, through h2load."""
+    bench.serve_h2load(next(m for m in models.train(workdir) if m.name == "logreg"))
 
 
 def run_logging_scenarios(bench: Bench, workdir: Path) -> None:
@@ -379,10 +426,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--only",
-        choices=["tabular", "compiled", "families", "logging", "pool", "text"],
-        help="run only the tabular (scikit-learn), the compiled (MDA_COMPILE against off), "
-        "the model families' (XGBoost, LightGBM), the payload log's cost, the pool's (100 "
-        "models in one pod) or the text scenarios",
+        choices=["tabular", "grpc", "compiled", "families", "logging", "pool", "text"],
+        help="run only the tabular (scikit-learn), gRPC against REST (h2load), the compiled "
+        "(MDA_COMPILE against off), the model families' (XGBoost, LightGBM), the payload log's "
+        "cost, the pool's (100 models in one pod) or the text scenarios",
     )
     parser.add_argument(
         "--baseline", metavar="REF", help="compare with this git ref instead (see baseline.py)"
@@ -428,6 +475,8 @@ def main(argv: list[str] | None = None) -> int:
                   file=sys.stderr)  # fmt: skip
             if args.only in (None, "tabular"):
                 run_scenarios(bench, Path(tmp))
+            if args.only == "grpc":  # (the tabular scenarios include these)
+                run_grpc_scenarios(bench, Path(tmp))
             if args.only in (None, "compiled"):
                 run_compiled_scenarios(bench, Path(tmp))
             if args.only in (None, "families"):

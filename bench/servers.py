@@ -30,11 +30,14 @@ _UVICORN_FLAGS = ("--http", "httptools", "--loop", "uvloop", "--no-access-log")
 
 @dataclass(frozen=True)
 class Launch:
-    """How to start one server: its command line, its extra environment, its port."""
+    """How to start one server: its command line, its extra environment, its port, and
+    whether it answers HTTP (ready: `GET /v2/health/ready` is 200) or only gRPC (ready: its
+    port takes connections)."""
 
     command: list[str]
     env: dict[str, str]
     port: int
+    http: bool = True
 
 
 # Set by `--pin`: the core every server is started on (the load generator keeps the others).
@@ -56,6 +59,12 @@ def uvicorn_app(app: str, port: int, env: Mapping[str, str] | None = None) -> La
         "--host", HOST, "--port", str(port), "--log-level", "warning", *_UVICORN_FLAGS,
     ]  # fmt: skip
     return Launch(command, dict(env or {}), port)
+
+
+def grpc_bare(kind: str, port: int) -> Launch:
+    """bench/grpc_bare.py: grpcio answering a fixed message (`asyncio` or `threads`)."""
+    return Launch([sys.executable, str(BENCH_DIR / "grpc_bare.py"), kind, str(port)], {}, port,
+                  http=False)  # fmt: skip
 
 
 def mda_serve(config: Path, port: int, cache: bool, workers: int = 1, **settings: str) -> Launch:
@@ -93,20 +102,22 @@ def running(name: str, launch: Launch, timeout_s: float = 120.0) -> Iterator[int
         except OSError as error:
             raise RuntimeError(f"{name} could not start: {error}") from error
         try:
-            _wait_ready(name, process, launch.port, timeout_s, log)
+            _wait_ready(name, process, launch, timeout_s, log)
             yield process.pid
         finally:
             stop(process)
 
 
 def _wait_ready(
-    name: str, process: subprocess.Popen[bytes], port: int, timeout_s: float, log: IO[bytes]
+    name: str, process: subprocess.Popen[bytes], launch: Launch, timeout_s: float, log: IO[bytes]
 ) -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if process.poll() is not None:
             raise RuntimeError(f"{name} exited with {process.returncode}:\n{_tail(log)}")
-        if _get_status(port, READY_PATH) == 200:
+        if launch.http and _get_status(launch.port, READY_PATH) == 200:
+            return
+        if not launch.http and _accepts(launch.port):
             return
         time.sleep(0.1)
     raise RuntimeError(f"{name} not ready after {timeout_s:.0f} s:\n{_tail(log)}")
@@ -115,6 +126,14 @@ def _wait_ready(
 def _tail(log: IO[bytes], limit: int = 4000) -> str:
     log.seek(0)
     return log.read().decode(errors="replace")[-limit:]
+
+
+def _accepts(port: int) -> bool:
+    try:
+        socket.create_connection((HOST, port), timeout=2).close()
+    except OSError:
+        return False
+    return True
 
 
 def _get_status(port: int, path: str) -> int | None:

@@ -46,6 +46,22 @@ def _freeze_heap() -> None:
     gc.freeze()
 
 
+def _uvicorn_server(config: Any) -> Any:
+    """uvicorn's server, whose shutdown (SIGTERM) also begins the gRPC server's drain, so
+    that both ports drain together (not gRPC only once HTTP's requests are done)."""
+    import uvicorn
+
+    class DrainingServer(uvicorn.Server):
+        async def shutdown(self, sockets: Any = None) -> None:
+            app: Any = self.config.app
+            drain = getattr(app.state, "drain", None)
+            if drain is not None:
+                drain()
+            await super().shutdown(sockets)
+
+    return DrainingServer(config)
+
+
 def _uvicorn_config(app: Any, settings: Settings) -> Any:
     import uvicorn
 
@@ -73,7 +89,6 @@ def _uvicorn_config(app: Any, settings: Settings) -> Any:
 
 
 def _serve_one(settings: Settings, config: ModelConfig | PoolConfig) -> None:
-    import uvicorn
 
     from model_deployment_app.api import create_app
     from model_deployment_app.predictor import LoadedModel, load_model
@@ -98,7 +113,7 @@ def _serve_one(settings: Settings, config: ModelConfig | PoolConfig) -> None:
             settings, loader=load_and_freeze, on_load_failure=stop_on_failure, grpc=True,
             source=config,
         )  # fmt: skip
-    server = uvicorn.Server(_uvicorn_config(app, settings))
+    server = _uvicorn_server(_uvicorn_config(app, settings))
     server.run()
     if failures:
         raise failures[0]
@@ -144,7 +159,6 @@ def _serve_prefork(settings: Settings, config: ModelConfig | PoolConfig) -> None
     # prometheus-client picks its multiprocess storage when first imported: set it up first.
     if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="mda-metrics-")
-    import uvicorn
     from prometheus_client import multiprocess
 
     from model_deployment_app.api import create_app
@@ -173,7 +187,7 @@ def _serve_prefork(settings: Settings, config: ModelConfig | PoolConfig) -> None
             signal.signal(signal.SIGINT, signal.SIG_DFL)
             code = 0
             try:
-                uvicorn.Server(server_config).run(sockets=[sock])
+                _uvicorn_server(server_config).run(sockets=[sock])
             except BaseException:
                 log.exception("worker failed")
                 code = 1

@@ -71,8 +71,11 @@ def test_base_image_installs_the_serving_dependencies_only(tmp_path: Path) -> No
         text=True,
         check=True,
     )
-    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
-    assert result.stdout.split("\n")[:-1] == project["dependencies"]
+    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    project, pins = pyproject["project"], pyproject["tool"]["model-deployment-app"]["serving-pins"]
+    # The serving dependencies, then the image's pins (grpcio's fastest release here).
+    assert result.stdout.split("\n")[:-1] == [*project["dependencies"], *pins]
+    assert any(pin.startswith("grpcio==") for pin in pins)
     for extra in ("deploy", "dev", "torch"):
         for requirement in project["optional-dependencies"][extra]:
             assert requirement not in result.stdout.splitlines()

@@ -129,6 +129,17 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         grpc_server = None
+        grpc_stopped: asyncio.Future[None] | None = None
+
+        def drain_grpc() -> None:
+            """Begin the gRPC server's drain (at SIGTERM, as HTTP's begins): new calls are
+            refused (UNAVAILABLE), those in flight have the grace period to finish."""
+            nonlocal grpc_stopped
+            if grpc_server is not None and grpc_stopped is None:
+                grace = settings.server.graceful_shutdown_seconds
+                grpc_stopped = asyncio.ensure_future(grpc_server.stop(grace=grace))
+
+        app.state.drain = drain_grpc
         if grpc and settings.server.grpc_port:
             from model_deployment_app.api.grpc import start_grpc_server
 
@@ -157,8 +168,9 @@ def create_app(
         finally:
             for task in tasks:
                 task.cancel()
-            if grpc_server is not None:
-                await grpc_server.stop(grace=5)
+            drain_grpc()
+            if grpc_stopped is not None:
+                await grpc_stopped
             for plane in repository.planes.values():
                 await plane.stop()
             if payload_log is not None:  # what is queued is written, within the grace period

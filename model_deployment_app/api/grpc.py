@@ -2,6 +2,7 @@
 data plane as HTTP: cache, batching, metrics, and errors as gRPC status codes with the same
 messages. Each worker runs its own asyncio gRPC server on the event loop of its HTTP server."""
 
+import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -9,13 +10,21 @@ from typing import Any
 
 import grpc
 import numpy as np
+from google.protobuf.message import DecodeError
 
 from model_deployment_app import v2
-from model_deployment_app.access import TWO_TOKENS, Access
+from model_deployment_app.access import TWO_TOKENS, Access, Kind
 from model_deployment_app.api.middleware import RequestRecorder
 from model_deployment_app.codecs.raw import to_raw
 from model_deployment_app.codecs.v2 import datatype_of, read_tensors
-from model_deployment_app.errors import MalformedRequest, NotReady, ServingError, StartupError
+from model_deployment_app.errors import (
+    MalformedRequest,
+    ModelNotFound,
+    NotReady,
+    ReloadRefused,
+    ServingError,
+    StartupError,
+)
 from model_deployment_app.grpc_v2 import grpc_predict_v2_pb2 as pb
 from model_deployment_app.grpc_v2 import grpc_predict_v2_pb2_grpc as pb_grpc
 from model_deployment_app.payload_log import Exchange, PayloadLog
@@ -25,6 +34,8 @@ from model_deployment_app.tracing import Tracing
 log = logging.getLogger(__name__)
 
 SERVICE = "inference.GRPCInferenceService"
+_METHODS = ("ServerMetadata", "ModelReady", "ModelMetadata", "ModelInfer", "RepositoryIndex",
+            "RepositoryModelLoad")  # fmt: skip
 
 _STATUS_CODES = {
     400: grpc.StatusCode.INVALID_ARGUMENT,
@@ -32,6 +43,7 @@ _STATUS_CODES = {
     403: grpc.StatusCode.PERMISSION_DENIED,
     429: grpc.StatusCode.RESOURCE_EXHAUSTED,
     404: grpc.StatusCode.NOT_FOUND,
+    409: grpc.StatusCode.FAILED_PRECONDITION,  # a new version refused: the old one serves on
     413: grpc.StatusCode.RESOURCE_EXHAUSTED,
     422: grpc.StatusCode.INVALID_ARGUMENT,
     503: grpc.StatusCode.UNAVAILABLE,
@@ -110,17 +122,19 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
         self.tracing = tracing
         self.max_rows = repository.settings.server.max_rows
         self.recorder = recorder
+        self.policy = access  # the admin call asks it always (off without admin tokens)
         self.access = access if access is not None and access.guards else None
+        self.routes = {name: f"/{SERVICE}/{name}" for name in _METHODS}  # the metrics' label
 
-    async def _guard(self, context: grpc.aio.ServicerContext) -> None:
+    async def _guard(self, context: grpc.aio.ServicerContext, kind: Kind) -> None:
         """The same policy as HTTP, with the token from the `authorization` metadata."""
-        assert self.access is not None
+        assert self.policy is not None
         entries = context.invocation_metadata() or ()
         metadata = dict(entries)
         if sum(1 for key, _ in entries if key == "authorization") > 1:
             raise TWO_TOKENS
-        await self.access.check(
-            "api", metadata.get("authorization"), _peer_address(context.peer()),
+        await self.policy.check(
+            kind, metadata.get("authorization"), _peer_address(context.peer()),
             metadata.get("x-forwarded-for"),
         )  # fmt: skip
 
@@ -131,9 +145,11 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
         work: Callable[[], Awaitable[Any]],
         model: str = "",
         exchange: Exchange | None = None,
+        kind: Kind = "api",
     ) -> Any:
         """Run `work`; a refusal becomes the gRPC status of its HTTP code, same message.
-        `exchange`: the call's payload record, finished with the status."""
+        `exchange`: the call's payload record, finished with the status. `kind`: what the
+        access policy sees the call as (the repository load is `admin`)."""
         started = time.perf_counter()
         status, message = 200, ""
         span = None
@@ -145,9 +161,12 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
             if exchange is not None:
                 exchange.trace_id = self.tracing.trace_id(span)
         try:
-            if self.access is not None:
-                await self._guard(context)
+            if self.access is not None or kind == "admin":
+                await self._guard(context, kind)
             return await work()
+        except asyncio.CancelledError:  # past its deadline, or the client went away
+            status, message = 499, "cancelled: past its deadline, or the client went away"
+            raise
         except ServingError as error:
             status = error.status_code
             code = _STATUS_CODES.get(status, grpc.StatusCode.INTERNAL)
@@ -157,7 +176,7 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
             log.exception("gRPC %s failed", method)
             code, message = grpc.StatusCode.INTERNAL, "internal server error"
         finally:
-            self.recorder.record(f"/{SERVICE}/{method}", "GRPC", status, started, model)
+            self.recorder.record(self.routes[method], "GRPC", status, started, model)
             if exchange is not None:
                 context.set_trailing_metadata((("x-request-id", exchange.request_id),))
                 self.payload_log.finish(exchange, status, message)  # type: ignore[union-attr]
@@ -219,9 +238,75 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
             )
         return await self._answer("ModelInfer", context, work, label, exchange)
 
+    async def RepositoryIndex(self, request: Any, context: Any) -> pb.RepositoryIndexResponse:
+        async def work() -> pb.RepositoryIndexResponse:
+            entries = self.repository.index()
+            if request.ready:
+                entries = [entry for entry in entries if entry["state"] == "READY"]
+            return pb.RepositoryIndexResponse(
+                models=[pb.RepositoryIndexResponse.ModelIndex(**entry) for entry in entries]
+            )
+
+        return await self._answer("RepositoryIndex", context, work)
+
+    async def RepositoryModelLoad(
+        self, request: Any, context: Any
+    ) -> pb.RepositoryModelLoadResponse:
+        """As `POST /v2/repository/models/{name}/load`: an admin call (MDA_ADMIN_TOKENS_FILE)."""
+
+        async def work() -> pb.RepositoryModelLoadResponse:
+            name = request.model_name
+            plane = self.repository.named(name)
+            await v2.model_for(plane, name)  # in a pool, loaded first if it is not
+            watcher = self.repository.watchers.get(plane.name)
+            if watcher is None:
+                raise ModelNotFound(f"model {name!r} has no source to reload from")
+            result = await watcher.check(force=True)
+            if result.outcome == "refused":
+                raise ReloadRefused(
+                    f"the new version was refused: {result.error}; still serving {result.version}"
+                )
+            return pb.RepositoryModelLoadResponse()
+
+        return await self._answer("RepositoryModelLoad", context, work, kind="admin")
+
     def _only_name(self) -> str:
         only = self.repository.only
         return only.name if only is not None else ""
+
+
+def _add_to_server(servicer: InferenceServicer, server: grpc.aio.Server) -> None:
+    """Each RPC of the service, its request parsed here rather than by grpcio: a body that is
+    not the call's message is an INVALID_ARGUMENT that names it (grpcio would say UNKNOWN)."""
+    handlers = {}
+    for method in pb.DESCRIPTOR.services_by_name[SERVICE.split(".")[-1]].methods:
+        request_type = getattr(pb, method.input_type.name)
+        response_type = getattr(pb, method.output_type.name)
+        handlers[method.name] = grpc.unary_unary_rpc_method_handler(
+            _parsed(servicer, method.name, request_type),
+            response_serializer=response_type.SerializeToString,
+        )
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE, handlers),))
+    server.add_registered_method_handlers(SERVICE, handlers)
+
+
+def _parsed(
+    servicer: InferenceServicer, name: str, request_type: Any
+) -> Callable[[bytes, grpc.aio.ServicerContext], Awaitable[Any]]:
+    rpc = getattr(servicer, name)
+    route, expected = f"/{SERVICE}/{name}", request_type.DESCRIPTOR.full_name
+
+    async def handle(body: bytes, context: grpc.aio.ServicerContext) -> Any:
+        try:
+            request = request_type.FromString(body)
+        except DecodeError as error:
+            servicer.recorder.record(route, "GRPC", 400, time.perf_counter())
+            await context.abort(
+                grpc.StatusCode.INVALID_ARGUMENT, f"the request is not an {expected}: {error}"
+            )
+        return await rpc(request, context)
+
+    return handle
 
 
 async def start_grpc_server(
@@ -243,9 +328,7 @@ async def start_grpc_server(
             ("grpc.so_reuseport", 1 if shared_port else 0),
         ]
     )
-    pb_grpc.add_GRPCInferenceServiceServicer_to_server(
-        InferenceServicer(repository, recorder, access, payload_log, tracing), server
-    )
+    _add_to_server(InferenceServicer(repository, recorder, access, payload_log, tracing), server)
     address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
     try:
         server.add_insecure_port(address)
