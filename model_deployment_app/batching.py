@@ -61,9 +61,9 @@ class Batcher:
         self._observe = observe
         self._inline_below = inline_below_seconds
         self._may_inline = inline
-        # hash(key): (seconds, rows) of its last call. By hash, so that a model swapped out
-        # is never kept alive by its measurement.
-        self._last_call: dict[int, tuple[float, int]] = {}
+        # hash(key): (seconds, rows) of its last call and of the one before. By hash, so that
+        # a model swapped out is never kept alive by its measurement.
+        self._last_call: dict[int, tuple[tuple[float, int], tuple[float, int]]] = {}
         self._queue: list[_Pending] = []
         self._queued_rows = 0
         self._wakeup: asyncio.Event | None = None
@@ -139,18 +139,20 @@ class Batcher:
             await asyncio.sleep(0)
 
     def _runs_inline(self, key: Hashable, rows: int) -> bool:
-        """Whether a call of `rows` rows is expected to be quick enough for the loop: the last
-        call for `key` scaled up to this many rows (never down), under the threshold."""
+        """Whether a call of `rows` rows is expected to be quick enough for the loop: the
+        quicker of the last two calls for `key`, scaled up to this many rows (never down),
+        under the threshold. (One call the OS preempted, on a busy core, does not send the
+        next ones to the thread.)"""
         last = self._last_call.get(hash(key))
         if last is None or not self._may_inline(key):
             return False  # never measured (the thread measures it), or never inline
-        seconds, measured_rows = last
-        return seconds * max(1.0, rows / measured_rows) < self._inline_below
+        return min(s * max(1.0, rows / r) for s, r in last) < self._inline_below
 
     def _remember(self, key: Hashable, seconds: float, rows: int) -> None:
         if hash(key) not in self._last_call and len(self._last_call) >= _KEYS_REMEMBERED:
             self._last_call.clear()  # keys of models no longer served: let them go
-        self._last_call[hash(key)] = (seconds, rows)
+        last = self._last_call.get(hash(key))
+        self._last_call[hash(key)] = ((seconds, rows), last[0] if last else (seconds, rows))
 
     async def _run_group(
         self, loop: asyncio.AbstractEventLoop, key: Hashable, group: list[_Pending]

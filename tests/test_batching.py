@@ -191,6 +191,28 @@ def test_a_slow_model_and_a_call_scaled_past_the_threshold_stay_in_the_thread() 
     assert quick.threads[2].startswith("pool")
 
 
+class StallingModel(ThreadRecordingModel):
+    """Quick, except the calls whose numbers are in `stalls` (as a preempted call is)."""
+
+    def __init__(self, stalls: set[int]) -> None:
+        super().__init__()
+        self.stalls = stalls
+
+    def __call__(self, output: str, rows: np.ndarray) -> np.ndarray:
+        self.delay = 0.05 if len(self.threads) in self.stalls else 0.0
+        return super().__call__(output, rows)
+
+
+def test_one_stalled_call_keeps_the_next_on_the_loop_two_in_a_row_do_not() -> None:
+    model = StallingModel(stalls={2, 4, 5})
+    with ThreadPoolExecutor(1, thread_name_prefix="pool") as pool:
+        batcher = Batcher(model, pool, max_rows=64, inline_below_seconds=0.01)
+        sequential_requests(batcher, [1] * 7)
+    on_loop = [name == threading.main_thread().name for name in model.threads]
+    # 0: measured in the thread; 3: one stall before it; 6: two stalls before it.
+    assert on_loop == [False, True, True, True, True, True, False]
+
+
 def test_without_a_threshold_every_call_runs_in_the_thread() -> None:
     model = ThreadRecordingModel()
     with ThreadPoolExecutor(1, thread_name_prefix="pool") as pool:

@@ -88,12 +88,15 @@ def test_the_answer_histograms_hold_what_the_model_said(
     assert f'mda_prediction_value_bucket{{le="100.0",model="toy"}} {below}.0' in text
 
 
-def test_a_batch_of_answers_counts_as_one_observe_of_each() -> None:
+@pytest.mark.parametrize("size", [500, 16, 3, 1])  # counted at once, or one by one
+def test_a_batch_of_answers_counts_as_one_observe_of_each(size: int) -> None:
     from prometheus_client import CollectorRegistry, Histogram, generate_latest
 
     from model_deployment_app.metrics import _observe_many
 
-    values = np.concatenate([np.random.default_rng(3).uniform(0, 1.2, 500), [0.5, 0.9, 1.0]])
+    edges = [0.5, 0.9, 1.0, float("nan"), float("inf"), -1.0]  # on a bound, NaN, the ends
+    drawn = np.random.default_rng(3).uniform(0, 1.2, 500)
+    values = np.concatenate([edges, drawn])[:size]
     bounds = (0.3, 0.5, 0.9, 1.0)
     at_once, one_by_one = CollectorRegistry(), CollectorRegistry()
     _observe_many(Histogram("a", "a", buckets=bounds, registry=at_once), values)
