@@ -68,12 +68,13 @@ $(PEERS_STAMP): tests/peers/requirements.txt
 
 peers: $(PEERS_STAMP) ## Install the peers' client libraries into .venv-peers (for the tests)
 
-system-deps: ## Install redis-server, chromium and chromium-driver from Debian when missing (the tests use them)
-	@command -v redis-server >/dev/null && command -v chromium >/dev/null && command -v chromedriver >/dev/null || { \
-		echo "installing redis-server, chromium, chromium-driver (apt)"; \
+system-deps: ## Install redis-server, chromium, chromium-driver and h2load from Debian when missing (the tests use them)
+	@command -v redis-server >/dev/null && command -v chromium >/dev/null && command -v chromedriver >/dev/null \
+		&& command -v h2load >/dev/null || { \
+		echo "installing redis-server, chromium, chromium-driver, nghttp2-client (apt)"; \
 		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server \
-			chromium chromium-driver >/dev/null) \
-		|| { echo "error: could not install redis-server, chromium and chromium-driver (Debian: apt-get install redis-server chromium chromium-driver)" >&2; exit 1; }; }
+			chromium chromium-driver nghttp2-client >/dev/null) \
+		|| { echo "error: could not install redis-server, chromium, chromium-driver and nghttp2-client (Debian: apt-get install redis-server chromium chromium-driver nghttp2-client)" >&2; exit 1; }; }
 
 GRPC_PORT ?= 8081
 run: $(SERVE_STAMP) ## Serve a demo model (iris, trained here) on localhost (PORT=8080, GRPC_PORT=8081)

@@ -72,3 +72,27 @@ def test_a_short_pool_run_measures_each_density_figure() -> None:
         [line] = [line for line in run.stdout.splitlines() if figure in line]
         assert re.search(r" [0-9]+\.[0-9]{2}  \(target", line), line
     assert re.search(r"[1-9][0-9]* loads in all", run.stdout), run.stdout[-2000:]
+
+
+@pytest.mark.slow
+def test_a_short_grpc_run_measures_grpc_rest_and_each_bare_server(tmp_path: Path) -> None:
+    import json
+
+    run = subprocess.run(
+        [sys.executable, str(BENCH / "run.py"), "--quick", "--only", "grpc",
+         "--duration", "0.5", "--warmup", "0.1", "--json", str(tmp_path / "grpc.json")],
+        capture_output=True, text=True, timeout=400,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr[-3000:]
+    found = json.loads((tmp_path / "grpc.json").read_text())
+    measured = {(m["scenario"], m["clients"]): m for m in found["measurements"]}
+    scenarios = ("mda REST (h2load, HTTP/1.1)", "mda gRPC (h2load, HTTP/2)",
+                 "mda V2 binary 64-row (h2load)", "mda gRPC 64-row (h2load)",
+                 "floor (bare ASGI, h2load)", "bare grpcio asyncio (h2load)",
+                 "bare grpcio threads (h2load)")  # fmt: skip
+    for scenario in scenarios:
+        for clients in (10, 50):
+            m = measured[(scenario, clients)]
+            assert m["requests"] > 0 and m["errors"] == 0, m
+    ratios = {t["name"]: t["ratio"] for t in found["targets"] if "gRPC" in t["name"]}
+    assert len(ratios) == 6 and all(r is not None and r > 0 for r in ratios.values()), ratios
