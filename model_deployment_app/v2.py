@@ -9,8 +9,9 @@ import numpy as np
 
 from model_deployment_app import __version__
 from model_deployment_app.codecs.v2 import Tensor, as_declared, datatype_of, decode_inputs
-from model_deployment_app.errors import InvalidInput, ModelNotFound
+from model_deployment_app.errors import InvalidInput, ModelNotFound, ReloadRefused
 from model_deployment_app.handler import DataPlane
+from model_deployment_app.lifecycle import ModelWatcher, ReloadResult
 from model_deployment_app.predictor import PREDICT_PROBA, LoadedModel
 
 CLASSES = "classes"  # an output a classifier offers: its labels, in predict_proba's order
@@ -95,3 +96,18 @@ async def infer(
         else:
             results.append((name, as_declared(await plane.infer(model, rows, name))))
     return results
+
+
+async def load(plane: DataPlane, watcher: ModelWatcher | None, name: str) -> ReloadResult:
+    """The repository extension's load: the source's current version of `name` now, not at
+    the next poll (a no-op when it is the one serving). A new version the checks refuse is a
+    409, and the old one serves on."""
+    await model_for(plane, name)  # in a pool, loaded first if it is not
+    if watcher is None:
+        raise ModelNotFound(f"model {name!r} has no source to reload from")
+    result = await watcher.check(force=True)
+    if result.outcome == "refused":
+        raise ReloadRefused(
+            f"the new version was refused: {result.error}; still serving {result.version}"
+        )
+    return result

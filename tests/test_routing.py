@@ -14,6 +14,7 @@ from typing import Any
 
 import httpx
 import kubernetes_validate
+import numpy as np
 import pytest
 import yaml
 
@@ -265,7 +266,9 @@ def test_the_server_answers_under_its_prefix_and_without_it(
     for prefix in ("/iris-classifier", ""):
         base = f"{server.url}{prefix}"
         answer = httpx.post(f"{base}/predict", json=row)
-        assert answer.status_code == 200 and answer.json()["predictions"] == expected
+        assert answer.status_code == 200
+        # (ONNX Runtime may answer by now: equal to scikit-learn's within MDA_COMPILE's 1e-9.)
+        np.testing.assert_allclose(answer.json()["predictions"], expected, rtol=0, atol=1e-9)
         assert answer.headers["model-track"] == "stable"
         assert httpx.post(f"{base}/v2/models/iris/infer", json=v2).status_code == 200
         assert httpx.get(f"{base}/v2/health/ready").json() == {"ready": True}

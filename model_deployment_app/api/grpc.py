@@ -19,9 +19,7 @@ from model_deployment_app.codecs.raw import to_raw
 from model_deployment_app.codecs.v2 import datatype_of, read_tensors
 from model_deployment_app.errors import (
     MalformedRequest,
-    ModelNotFound,
     NotReady,
-    ReloadRefused,
     ServingError,
     StartupError,
 )
@@ -255,17 +253,9 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
         """As `POST /v2/repository/models/{name}/load`: an admin call (MDA_ADMIN_TOKENS_FILE)."""
 
         async def work() -> pb.RepositoryModelLoadResponse:
-            name = request.model_name
-            plane = self.repository.named(name)
-            await v2.model_for(plane, name)  # in a pool, loaded first if it is not
+            plane = self.repository.named(request.model_name)
             watcher = self.repository.watchers.get(plane.name)
-            if watcher is None:
-                raise ModelNotFound(f"model {name!r} has no source to reload from")
-            result = await watcher.check(force=True)
-            if result.outcome == "refused":
-                raise ReloadRefused(
-                    f"the new version was refused: {result.error}; still serving {result.version}"
-                )
+            await v2.load(plane, watcher, request.model_name)
             return pb.RepositoryModelLoadResponse()
 
         return await self._answer("RepositoryModelLoad", context, work, kind="admin")

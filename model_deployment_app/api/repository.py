@@ -8,7 +8,6 @@ from starlette.responses import Response
 from model_deployment_app import v2
 from model_deployment_app.api.body import json_response
 from model_deployment_app.api.errors import documented_errors
-from model_deployment_app.errors import ModelNotFound, ReloadRefused
 from model_deployment_app.repository import Repository
 
 
@@ -25,15 +24,7 @@ def repository_router(repository: Repository) -> APIRouter:
         """Load the source's current version of the model now (a no-op when it is the one
         serving); 409, with the old version still serving, when the new one is refused."""
         plane = repository.for_v2(request.scope, name)
-        await v2.model_for(plane, name)  # in a pool, loaded first if it is not
-        watcher = repository.watchers.get(plane.name)
-        if watcher is None:
-            raise ModelNotFound(f"model {name!r} has no source to reload from")
-        result = await watcher.check(force=True)
-        if result.outcome == "refused":
-            raise ReloadRefused(
-                f"the new version was refused: {result.error}; still serving {result.version}"
-            )
+        result = await v2.load(plane, repository.watchers.get(plane.name), name)
         return json_response(
             {"name": name, "version": result.version, "loaded": result.outcome == "loaded"}
         )
