@@ -89,7 +89,6 @@ def _uvicorn_config(app: Any, settings: Settings) -> Any:
 
 
 def _serve_one(settings: Settings, config: ModelConfig | PoolConfig) -> None:
-
     from model_deployment_app.api import create_app
     from model_deployment_app.predictor import LoadedModel, load_model
 

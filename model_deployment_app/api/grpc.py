@@ -17,12 +17,7 @@ from model_deployment_app.access import TWO_TOKENS, Access, Kind
 from model_deployment_app.api.middleware import RequestRecorder
 from model_deployment_app.codecs.raw import to_raw
 from model_deployment_app.codecs.v2 import datatype_of, read_tensors
-from model_deployment_app.errors import (
-    MalformedRequest,
-    NotReady,
-    ServingError,
-    StartupError,
-)
+from model_deployment_app.errors import MalformedRequest, NotReady, ServingError, StartupError
 from model_deployment_app.grpc_v2 import grpc_predict_v2_pb2 as pb
 from model_deployment_app.grpc_v2 import grpc_predict_v2_pb2_grpc as pb_grpc
 from model_deployment_app.payload_log import Exchange, PayloadLog
@@ -32,8 +27,8 @@ from model_deployment_app.tracing import Tracing
 log = logging.getLogger(__name__)
 
 SERVICE = "inference.GRPCInferenceService"
-_METHODS = ("ServerMetadata", "ModelReady", "ModelMetadata", "ModelInfer", "RepositoryIndex",
-            "RepositoryModelLoad")  # fmt: skip
+_METHODS = pb.DESCRIPTOR.services_by_name[SERVICE.split(".")[-1]].methods
+ROUTES = {method.name: f"/{SERVICE}/{method.name}" for method in _METHODS}  # metrics' labels
 
 _STATUS_CODES = {
     400: grpc.StatusCode.INVALID_ARGUMENT,
@@ -122,7 +117,6 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
         self.recorder = recorder
         self.policy = access  # the admin call asks it always (off without admin tokens)
         self.access = access if access is not None and access.guards else None
-        self.routes = {name: f"/{SERVICE}/{name}" for name in _METHODS}  # the metrics' label
 
     async def _guard(self, context: grpc.aio.ServicerContext, kind: Kind) -> None:
         """The same policy as HTTP, with the token from the `authorization` metadata."""
@@ -174,7 +168,7 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
             log.exception("gRPC %s failed", method)
             code, message = grpc.StatusCode.INTERNAL, "internal server error"
         finally:
-            self.recorder.record(self.routes[method], "GRPC", status, started, model)
+            self.recorder.record(ROUTES[method], "GRPC", status, started, model)
             if exchange is not None:
                 context.set_trailing_metadata((("x-request-id", exchange.request_id),))
                 self.payload_log.finish(exchange, status, message)  # type: ignore[union-attr]
@@ -269,7 +263,7 @@ def _add_to_server(servicer: InferenceServicer, server: grpc.aio.Server) -> None
     """Each RPC of the service, its request parsed here rather than by grpcio: a body that is
     not the call's message is an INVALID_ARGUMENT that names it (grpcio would say UNKNOWN)."""
     handlers = {}
-    for method in pb.DESCRIPTOR.services_by_name[SERVICE.split(".")[-1]].methods:
+    for method in _METHODS:
         request_type = getattr(pb, method.input_type.name)
         response_type = getattr(pb, method.output_type.name)
         handlers[method.name] = grpc.unary_unary_rpc_method_handler(
@@ -283,8 +277,7 @@ def _add_to_server(servicer: InferenceServicer, server: grpc.aio.Server) -> None
 def _parsed(
     servicer: InferenceServicer, name: str, request_type: Any
 ) -> Callable[[bytes, grpc.aio.ServicerContext], Awaitable[Any]]:
-    rpc = getattr(servicer, name)
-    route, expected = f"/{SERVICE}/{name}", request_type.DESCRIPTOR.full_name
+    rpc, route, expected = getattr(servicer, name), ROUTES[name], request_type.DESCRIPTOR.full_name
 
     async def handle(body: bytes, context: grpc.aio.ServicerContext) -> Any:
         try:
