@@ -19,7 +19,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import Any
 
 import baseline
 import h2load
@@ -62,6 +61,8 @@ from report import (
 from servers import Launch
 
 CLIENTS = (10, 50)
+# One h2load load: scenario, URL, body, headers, rows per request, HTTP/1.1 (else HTTP/2).
+H2Load = tuple[str, str, bytes, dict[str, str], int, bool]
 
 
 @dataclass(frozen=True)
@@ -142,8 +143,7 @@ class Bench:
                     self._measure(model, scenario, port)
                 self.memory[(model, label)] = servers.pss_bytes(pid)
         except RuntimeError as error:  # the message names the server
-            self.failures.append(str(error))
-            print(f"FAILED {error}", file=sys.stderr, flush=True)
+            self._failed(error)
 
     def _measure(self, model: str, scenario: Scenario, port: int) -> None:
         host = servers.HOST
@@ -212,8 +212,7 @@ class Bench:
                         f"logreg: swaps: {swaps:g} of {len(versions)} swaps happened"
                     )
         except RuntimeError as error:
-            self.failures.append(str(error))
-            print(f"FAILED {error}", file=sys.stderr, flush=True)
+            self._failed(error)
 
     def serve_h2load(self, model: models.DemoModel) -> None:
         """Plan gRPC against REST, all driven by h2load: single rows and 64-row requests on
@@ -225,48 +224,49 @@ class Bench:
         if not h2load.available():
             self.failures.append("h2load is missing (apt-get install nghttp2-client)")
             return
-        port, grpc_port = servers.free_port(), servers.free_port()
-        launch = servers.mda_serve(model.config, port, cache=False, grpc_port=str(grpc_port))
         rest_body, grpc_body = models.single_row_rest_and_grpc(model.name)
         binary_body, header, grpc_batch = models.binary_and_grpc_batch(model.name, 64)
-        http = f"http://{servers.HOST}:{port}"
-        grpc_url = f"http://{servers.HOST}:{grpc_port}/inference.GRPCInferenceService/ModelInfer"
         json_type = {"content-type": "application/json"}
         binary_type = {"content-type": "application/octet-stream",
                        "inference-header-content-length": str(header)}  # fmt: skip
-        loads = [  # scenario, url, body, headers, rows per request, HTTP/1.1
-            (H2_REST, f"{http}/predict", rest_body, json_type, 1, True),
-            (H2_GRPC, grpc_url, h2load.grpc_frame(grpc_body), h2load.GRPC_HEADERS, 1, False),
-            (H2_BINARY_BATCH, f"{http}/v2/models/{model.name}/infer", binary_body, binary_type,
-             64, True),
-            (H2_GRPC_BATCH, grpc_url, h2load.grpc_frame(grpc_batch), h2load.GRPC_HEADERS, 64,
-             False),
+
+        def rest(scenario: str, port: int) -> H2Load:
+            return scenario, f"http://{servers.HOST}:{port}/predict", rest_body, json_type, 1, True
+
+        def grpc(scenario: str, port: int, body: bytes = grpc_body, rows: int = 1) -> H2Load:
+            url = f"http://{servers.HOST}:{port}/inference.GRPCInferenceService/ModelInfer"
+            return scenario, url, h2load.grpc_frame(body), h2load.GRPC_HEADERS, rows, False
+
+        port, grpc_port = servers.free_port(), servers.free_port()
+        binary_url = f"http://{servers.HOST}:{port}/v2/models/{model.name}/infer"
+        loads = [
+            rest(H2_REST, port), grpc(H2_GRPC, grpc_port),
+            (H2_BINARY_BATCH, binary_url, binary_body, binary_type, 64, True),
+            grpc(H2_GRPC_BATCH, grpc_port, grpc_batch, 64),
         ]  # fmt: skip
+        launch = servers.mda_serve(model.config, port, cache=False, grpc_port=str(grpc_port))
         try:
             with servers.running(f"{model.name}: h2load", launch):
                 for request in (grpc_body, grpc_batch):
                     models.check_grpc(servers.HOST, grpc_port, request)
                 self._h2load_each(model.name, loads)
         except RuntimeError as error:
-            self.failures.append(str(error))
-            print(f"FAILED {error}", file=sys.stderr, flush=True)
+            self._failed(error)
         for scenario, launch_bare in H2_BARE.items():
-            bare_port = servers.free_port()
-            bare = launch_bare(bare_port)
-            if bare.http:
-                url, body, headers, http1 = f"http://{servers.HOST}:{bare_port}/predict", \
-                    rest_body, json_type, True  # fmt: skip
-            else:
-                url, body, headers, http1 = grpc_url.replace(f":{grpc_port}/", f":{bare_port}/"), \
-                    h2load.grpc_frame(grpc_body), h2load.GRPC_HEADERS, False  # fmt: skip
+            bare = launch_bare(servers.free_port())
+            load = rest(scenario, bare.port) if bare.http else grpc(scenario, bare.port)
             try:
                 with servers.running(scenario, bare):
-                    self._h2load_each(model.name, [(scenario, url, body, headers, 1, http1)])
+                    self._h2load_each(model.name, [load])
             except RuntimeError as error:
-                self.failures.append(str(error))
-                print(f"FAILED {error}", file=sys.stderr, flush=True)
+                self._failed(error)
 
-    def _h2load_each(self, model: str, loads: list[tuple[Any, ...]]) -> None:
+    def _failed(self, error: RuntimeError) -> None:
+        """A server that did not start or answer: reported, and the run goes on."""
+        self.failures.append(str(error))
+        print(f"FAILED {error}", file=sys.stderr, flush=True)
+
+    def _h2load_each(self, model: str, loads: list[H2Load]) -> None:
         for clients in CLIENTS:
             for scenario, url, body, headers, rows, http1 in loads:
                 if self.warmup_s > 0:

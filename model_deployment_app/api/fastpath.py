@@ -158,15 +158,12 @@ class FastPath:
         try:
             response = await endpoint(Request(scope, receive))
         except ClientDisconnect:  # nobody left to answer: count it as nginx does
-            self.recorder.record(route.path, "POST", 499, started, model)
-            if exchange is not None:
-                self.payload_log.finish(exchange, 499, "the client went away")  # type: ignore[union-attr]
-            if span is not None:
-                self.tracing.ended(span, 499)  # type: ignore[union-attr]
+            self._settled(route.path, 499, started, model, exchange, span, "the client went away")
             return
         except asyncio.CancelledError:  # the drain's deadline: say so, then stop
             response = self.error_response(SHUTTING_DOWN)
-            self.recorder.record(route.path, "POST", response.status_code, started, model)
+            self._settled(route.path, response.status_code, started, model, exchange, span,
+                          SHUTTING_DOWN.message)  # fmt: skip
             with contextlib.suppress(Exception):
                 await response(scope, receive, send)
             raise
@@ -178,11 +175,19 @@ class FastPath:
         try:
             await response(scope, receive, send)
         finally:
-            self.recorder.record(route.path, "POST", response.status_code, started, model)
-            if exchange is not None:
-                self.payload_log.finish(exchange, response.status_code, refusal)  # type: ignore[union-attr]
-            if span is not None:
-                self.tracing.ended(span, response.status_code, refusal)  # type: ignore[union-attr]
+            self._settled(route.path, response.status_code, started, model, exchange, span,
+                          refusal)  # fmt: skip
+
+    def _settled(
+        self, route: str, status: int, started: float, model: str, exchange: Exchange | None,
+        span: Any, refusal: str = "",
+    ) -> None:  # fmt: skip
+        """A hot request's end, however it ended: its metrics, its payload record, its span."""
+        self.recorder.record(route, "POST", status, started, model)
+        if exchange is not None:
+            self.payload_log.finish(exchange, status, refusal)  # type: ignore[union-attr]
+        if span is not None:
+            self.tracing.ended(span, status, refusal)  # type: ignore[union-attr]
 
     def _begin(self, scope: Scope, model: str, route: str) -> tuple[bytes | None, Exchange | None]:
         """The id to echo in `x-request-id` (the caller's, else the record's), and the

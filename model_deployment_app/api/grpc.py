@@ -19,7 +19,6 @@ from model_deployment_app.codecs.raw import to_raw
 from model_deployment_app.codecs.v2 import datatype_of, read_tensors
 from model_deployment_app.errors import MalformedRequest, NotReady, ServingError, StartupError
 from model_deployment_app.grpc_v2 import grpc_predict_v2_pb2 as pb
-from model_deployment_app.grpc_v2 import grpc_predict_v2_pb2_grpc as pb_grpc
 from model_deployment_app.payload_log import Exchange, PayloadLog
 from model_deployment_app.repository import Repository
 from model_deployment_app.tracing import Tracing
@@ -101,7 +100,9 @@ def _peer_address(peer: str) -> str:
     return rest.rpartition(":")[0] or rest
 
 
-class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
+class InferenceServicer:
+    """Every RPC of the service (`_add_to_server` registers each one, with its parsing)."""
+
     def __init__(
         self,
         repository: Repository,
@@ -115,17 +116,17 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
         self.tracing = tracing
         self.max_rows = repository.settings.server.max_rows
         self.recorder = recorder
-        self.policy = access  # the admin call asks it always (off without admin tokens)
-        self.access = access if access is not None and access.guards else None
+        self.access = access  # the admin call asks it always (off without admin tokens)
+        self.guarded = access is not None and access.guards  # every call asks it
 
     async def _guard(self, context: grpc.aio.ServicerContext, kind: Kind) -> None:
         """The same policy as HTTP, with the token from the `authorization` metadata."""
-        assert self.policy is not None
+        assert self.access is not None
         entries = context.invocation_metadata() or ()
         metadata = dict(entries)
         if sum(1 for key, _ in entries if key == "authorization") > 1:
             raise TWO_TOKENS
-        await self.policy.check(
+        await self.access.check(
             kind, metadata.get("authorization"), _peer_address(context.peer()),
             metadata.get("x-forwarded-for"),
         )  # fmt: skip
@@ -153,7 +154,7 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
             if exchange is not None:
                 exchange.trace_id = self.tracing.trace_id(span)
         try:
-            if self.access is not None or kind == "admin":
+            if self.guarded or kind == "admin":
                 await self._guard(context, kind)
             return await work()
         except asyncio.CancelledError:  # past its deadline, or the client went away

@@ -90,6 +90,7 @@ class GcsSink:
         from google.cloud import storage
 
         self.flush_seconds = flush_seconds
+        # A client of its own: the writer's thread uploads while model polls download.
         self._bucket = storage.Client().bucket(bucket)
         self._prefix = prefix
         self._name = f"{socket.gethostname()}-{os.getpid()}"
@@ -116,15 +117,15 @@ class CloudEventsSink:
 
     def __init__(self, url: str, timeout: float = 5.0) -> None:
         import httpx
+        from cloudevents.core.bindings.http import to_binary_event
+        from cloudevents.core.v1.event import CloudEvent
 
+        self._event, self._binary = CloudEvent, to_binary_event  # imported once, not a batch
         self._url = url
         self._client = httpx.Client(timeout=timeout)
         self._source = f"http://{socket.gethostname()}/"
 
     def write(self, records: list[dict[str, Any]]) -> None:
-        from cloudevents.core.bindings.http import to_binary_event
-        from cloudevents.core.v1.event import CloudEvent
-
         for record in records:
             common = {
                 "id": record["id"], "source": self._source, "datacontenttype": "application/json",
@@ -135,8 +136,8 @@ class CloudEventsSink:
             request = {"inputs": record["inputs"], "time_sent": record["time"]}
             response = {k: record[k] for k in ("outputs", "status", "error", "latency_ms")}
             for kind, data in ((REQUEST_EVENT, request), (RESPONSE_EVENT, response)):
-                event = CloudEvent({**common, "type": kind}, orjson.dumps(data, option=_OPTIONS))
-                message = to_binary_event(event)
+                event = self._event({**common, "type": kind}, orjson.dumps(data, option=_OPTIONS))
+                message = self._binary(event)
                 self._client.post(
                     self._url, headers=message.headers, content=message.body
                 ).raise_for_status()
